@@ -1,0 +1,47 @@
+"""Strategy registry: name -> class. `build_strategy` is how every caller makes a router."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from routerllm.exceptions import RoutingError
+from routerllm.routing.base import Strategy, Tiers
+from routerllm.routing.large import LargeStrategy
+from routerllm.routing.random import RandomStrategy
+from routerllm.routing.small import SmallStrategy
+
+if TYPE_CHECKING:
+    from routerllm.config import RouterSection
+    from routerllm.evaluation.sandbox import Sandbox
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls
+    for cls in (
+        SmallStrategy,
+        LargeStrategy,
+        RandomStrategy,
+    )
+}
+
+
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
+    """Add a strategy class (usable as a decorator)."""
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def strategy_names() -> list[str]:
+    return list(STRATEGIES)
+
+
+def build_strategy(
+    name: str, tiers: Tiers, options: "RouterSection", sandbox: "Sandbox | None" = None
+) -> Strategy:
+    """Make the strategy registered under `name`; unknown names raise RoutingError listing them."""
+    cls = STRATEGIES.get(name)
+    if cls is None:
+        raise RoutingError(
+            f"unknown routing strategy {name!r}",
+            fix=f"use one of: {', '.join(STRATEGIES)} (router.strategy / router.strategies / --strategies)",
+        )
+    return cls(tiers, options, sandbox=sandbox)
