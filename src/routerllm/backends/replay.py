@@ -1,0 +1,146 @@
+"""Replay backend: answers HumanEval tasks with recorded generations.
+
+The file (`models.<tier>.replay_file`) has one JSON object per line, the format of
+`../shared/data/humaneval-generations/*.jsonl`:
+
+    {"task_id": "HumanEval/0", "sample": 0, "completion": "<a whole program>", "passed": true, "passed_plus": true}
+
+`generate()` returns the completion recorded for (request.task_id, request.sample mod the number of
+samples recorded for that task). No model runs, so latency and energy are *modelled* from the tier's
+`cost` (CostModel) and labelled `timing="modelled"`:
+
+    total_s    = ttft_s + completion_tokens / tokens_per_s
+    energy_kwh = watts * total_s / 3.6e6
+
+Token counts are estimated, not tokenized: the number of word and punctuation pieces
+(`\\w+|[^\\w\\s]`), which for Python source is within about a quarter of typical BPE token counts
+(recorded files carry no token counts, and the models' tokenizers are not available offline).
+
+The recorded verdicts (`recorded_passed`) are for analysis only; a router must never use them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from routerllm.backends.base import Generation, GenerationRequest
+from routerllm.exceptions import BackendError, ConfigError
+
+if TYPE_CHECKING:
+    from routerllm.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+_PIECE = re.compile(r"\w+|[^\w\s]")
+JOULES_PER_KWH = 3.6e6
+
+
+def estimate_tokens(text: str) -> int:
+    """Word + punctuation pieces: a tokenizer-free estimate of BPE tokens for code and English."""
+    return len(_PIECE.findall(text))
+
+
+class ReplayBackend:
+    """Recorded generations as a backend (see module docstring)."""
+
+    def __init__(self, model: "ModelConfig", **_: object) -> None:
+        if not model.replay_file:
+            raise ConfigError(f"models.{model.name}.replay_file", "replay backend needs a recorded JSONL file",
+                              fix="set replay_file: path/to/Model.jsonl")
+        self.model = model
+        self.name = model.name
+        self.path = Path(model.replay_file).expanduser()
+        self._records: dict[str, list[dict]] | None = None
+
+    # -- Backend protocol -------------------------------------------------------------------------
+    def load(self) -> None:
+        if self._records is not None:
+            return
+        if not self.path.is_file():
+            raise ConfigError(
+                f"models.{self.model.name}.replay_file",
+                f"no recorded generations at {self.path}",
+                fix="point replay_file at a JSONL such as ../shared/data/humaneval-generations/gpt-4-0613.jsonl",
+            )
+        records: dict[str, dict[int, dict]] = defaultdict(dict)
+        with self.path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    task_id, sample, completion = row["task_id"], int(row["sample"]), row["completion"]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ConfigError(
+                        f"models.{self.model.name}.replay_file",
+                        f"{self.path}:{lineno} is not a recorded generation ({exc})",
+                        fix="each line needs task_id, sample, completion (and passed)",
+                    ) from None
+                records[task_id][sample] = {"completion": completion, "passed": row.get("passed"),
+                                            "passed_plus": row.get("passed_plus")}
+        self._records = {tid: [by_sample[s] for s in sorted(by_sample)] for tid, by_sample in records.items()}
+        log.info("replay %s: %d tasks from %s", self.name, len(self._records), self.path)
+
+    def _task(self, task_id: str | None) -> list[dict]:
+        self.load()
+        assert self._records is not None
+        if task_id is None:
+            raise BackendError(f"replay backend {self.name!r} needs request.task_id",
+                               fix="set GenerationRequest.task_id to the HumanEval id (e.g. HumanEval/0)")
+        rows = self._records.get(task_id)
+        if not rows:
+            raise BackendError(f"replay file {self.path} has no generation for {task_id!r}",
+                               fix="replay only the tasks the file records, or use a file that covers them")
+        return rows
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        out = []
+        cost = self.model.cost
+        for req in requests:
+            rows = self._task(req.task_id)
+            index = req.sample % len(rows)
+            text = rows[index]["completion"]
+            prompt_text = req.prompt if not req.messages else "\n".join(m.get("content", "") for m in req.messages)
+            prompt_tokens = estimate_tokens(prompt_text)
+            completion_tokens = estimate_tokens(text)
+            total_s = cost.ttft_s + completion_tokens / cost.tokens_per_s
+            out.append(Generation(
+                text=text,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                ttft_s=cost.ttft_s,
+                total_s=total_s,
+                finish_reason="stop",
+                timing="modelled",
+                energy_kwh=cost.watts * total_s / JOULES_PER_KWH,
+                extra={"replay_sample": index, "whole_program": True, "token_count": "estimated"},
+            ))
+        return out
+
+    def health(self) -> bool:
+        return self.path.is_file()
+
+    def close(self) -> None:
+        self._records = None
+
+    # -- analysis helpers -------------------------------------------------------------------------
+    def task_ids(self) -> list[str]:
+        self.load()
+        assert self._records is not None
+        return sorted(self._records, key=lambda t: int(t.rsplit("/", 1)[-1]) if t.rsplit("/", 1)[-1].isdigit() else 0)
+
+    def samples(self, task_id: str) -> int:
+        """Number of recorded samples for a task (0 when the task is not recorded)."""
+        self.load()
+        assert self._records is not None
+        return len(self._records.get(task_id, []))
+
+    def recorded_passed(self, task_id: str, sample: int = 0) -> bool | None:
+        """The verdict recorded with the file (analysis only: never route on it)."""
+        rows = self._task(task_id)
+        return rows[sample % len(rows)]["passed"]

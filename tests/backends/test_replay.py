@@ -1,0 +1,91 @@
+"""The replay backend on the real recorded generations (../shared/data/humaneval-generations)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from routerllm.backends import GenerationRequest, make_backend
+from routerllm.backends.replay import ReplayBackend, estimate_tokens
+from routerllm.config import ModelConfig
+from routerllm.evaluation.humaneval import load_tasks
+from routerllm.evaluation.prompting import build_program, mode_for
+from routerllm.evaluation.sandbox import Sandbox
+from routerllm.exceptions import BackendError, ConfigError
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "humaneval-generations"
+
+
+def _model(path: Path, **cost) -> ModelConfig:
+    return ModelConfig(name="recorded", backend="replay", replay_file=str(path),
+                       cost={"tokens_per_s": 50.0, "ttft_s": 0.5, "watts": 360.0, **cost})
+
+
+@pytest.fixture
+def small_file(tmp_path):
+    path = tmp_path / "rec.jsonl"
+    rows = [
+        {"task_id": "HumanEval/0", "sample": 0, "completion": "def f():\n    return 1", "passed": True, "passed_plus": True},
+        {"task_id": "HumanEval/0", "sample": 1, "completion": "def f():\n    return 2", "passed": False, "passed_plus": False},
+        {"task_id": "HumanEval/1", "sample": 0, "completion": "x = 1", "passed": False, "passed_plus": False},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_generate_returns_recorded_sample_with_modelled_cost(small_file):
+    backend = make_backend(_model(small_file))
+    assert isinstance(backend, ReplayBackend)
+    backend.load()
+    gens = backend.generate([
+        GenerationRequest(prompt="def f():\n", task_id="HumanEval/0", sample=0),
+        GenerationRequest(prompt="def f():\n", task_id="HumanEval/0", sample=1),
+        GenerationRequest(prompt="def f():\n", task_id="HumanEval/0", sample=5),  # 5 mod 2 = 1
+    ])
+    assert [g.text for g in gens] == ["def f():\n    return 1", "def f():\n    return 2", "def f():\n    return 2"]
+    g = gens[0]
+    assert g.timing == "modelled"
+    assert g.completion_tokens == estimate_tokens("def f():\n    return 1") == 7
+    assert g.prompt_tokens == 5
+    assert g.total_s == pytest.approx(0.5 + 7 / 50.0)
+    assert g.ttft_s == 0.5
+    assert g.energy_kwh == pytest.approx(360.0 * g.total_s / 3.6e6)
+    assert backend.samples("HumanEval/0") == 2 and backend.samples("HumanEval/9") == 0
+    assert backend.recorded_passed("HumanEval/0", 0) is True
+    assert backend.recorded_passed("HumanEval/0", 3) is False
+    assert backend.health()
+
+
+def test_unknown_task_and_missing_task_id(small_file):
+    backend = ReplayBackend(_model(small_file))
+    with pytest.raises(BackendError, match="HumanEval/99"):
+        backend.generate([GenerationRequest(prompt="", task_id="HumanEval/99")])
+    with pytest.raises(BackendError, match="task_id"):
+        backend.generate([GenerationRequest(prompt="")])
+
+
+def test_missing_or_malformed_file(tmp_path):
+    with pytest.raises(ConfigError, match="replay_file"):
+        ReplayBackend(_model(tmp_path / "nope.jsonl")).load()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"task_id": "HumanEval/0"}\n')
+    with pytest.raises(ConfigError, match="bad.jsonl:1"):
+        ReplayBackend(_model(bad)).load()
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="recorded generations not present")
+def test_recorded_gpt4_verdicts_reproduced_in_the_sandbox():
+    """Sample 0 of gpt-4-0613 on 40 tasks: our sandbox's verdicts agree with the recorded ones."""
+    model = _model(DATA / "gpt-4-0613.jsonl")
+    backend = ReplayBackend(model)
+    assert len(backend.task_ids()) == 164 and backend.samples("HumanEval/0") == 3
+    tasks = load_tasks(num_examples=40)
+    gens = backend.generate([GenerationRequest(prompt=t.prompt, task_id=t.task_id) for t in tasks])
+    assert mode_for(model) == "program"
+    with Sandbox(timeout_s=10, workers=2) as sb:
+        verdicts = sb.run_many([build_program(t, g.text, "program") for t, g in zip(tasks, gens)])
+    recorded = [backend.recorded_passed(t.task_id, 0) for t in tasks]
+    agree = sum(v.passed == r for v, r in zip(verdicts, recorded))
+    assert agree >= 38, [(t.task_id, str(v), r) for t, v, r in zip(tasks, verdicts, recorded) if v.passed != r]
