@@ -80,7 +80,9 @@ class ModelConfig(_Section):
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8001/v1")
     api_key_env: str | None = Field(None, description="environment variable holding the endpoint's API key")
     request_timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(2, ge=0)
+    max_retries: int = Field(2, ge=0, description="openai backend: retries on connection errors, 429 and 5xx")
+    stream: bool = Field(True, description="openai backend: stream answers to measure time to first token")
+    health_timeout_s: float = Field(2.0, gt=0, description="openai backend: time limit of a health probe, s")
     # replay backend
     replay_file: str | None = Field(None, description="JSONL of recorded generations (task_id, sample, completion, passed)")
     cost: CostModel = Field(default_factory=CostModel)
@@ -191,6 +193,13 @@ class ServerSection(_Section):
     max_prompt_chars: int = Field(32000, gt=0)
     max_tokens_limit: int = Field(4096, gt=0)
     fallback_to_small: bool = True
+    default_max_tokens: int = Field(512, gt=0, description="max_tokens of a request that gives none")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After header of a 429 (queue full), s")
+    health_timeout_s: float = Field(5.0, gt=0, description="time limit of GET /health probing every tier, s")
+    carbon_intensity_kg_per_kwh: float = Field(
+        0.475, ge=0, description="kg CO2 per kWh for the co2 metric (0.475: IEA world average 2019)"
+    )
+    serialize_local: bool = Field(True, description="one generation at a time per local (in-process) tier")
 
 
 class RouterLLMConfig(_Section):
