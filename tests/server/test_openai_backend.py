@@ -1,0 +1,146 @@
+"""OpenAIBackend against a real OpenAI-compatible endpoint: another routerllm, started with
+`routerllm serve` in a subprocess (replay tiers over the recorded generations)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from serverkit import LARGE_FILE, free_port, replay_config_dict
+
+from routerllm.backends.base import GenerationRequest, make_backend
+from routerllm.backends.openai import OpenAIBackend
+from routerllm.config import ModelConfig
+from routerllm.exceptions import BackendError
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def recorded(task_id: str, sample: int = 0) -> str:
+    for line in LARGE_FILE.read_text().splitlines():
+        row = json.loads(line)
+        if row["task_id"] == task_id and row["sample"] == sample:
+            return row["completion"]
+    raise KeyError(task_id)
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    from serverkit import ServeProcess
+
+    config = replay_config_dict(server={"api_keys": ["upstream-key"]})
+    proc = ServeProcess(config, tmp_path_factory.mktemp("upstream"))
+    proc.wait_ready()
+    yield proc
+    proc.kill()
+
+
+def backend_for(url: str, **overrides) -> OpenAIBackend:
+    fields = {"name": "remote", "backend": "openai", "base_url": url, "model_id": "gpt4",
+              "api_key_env": "UPSTREAM_KEY", "request_timeout_s": 10, "max_retries": 1, **overrides}
+    backend = make_backend(ModelConfig(**fields))
+    assert isinstance(backend, OpenAIBackend)
+    return backend
+
+
+def test_completions_and_chat_with_measured_ttft_and_reported_usage(upstream, monkeypatch):
+    monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
+    backend = backend_for(upstream.url)
+    backend.load()
+    assert backend.health()
+    prompt, chat = backend.generate([
+        GenerationRequest(prompt="def truncate_number", task_id="HumanEval/2", max_new_tokens=256),
+        GenerationRequest(prompt="", messages=[{"role": "user", "content": "write it"}], task_id="HumanEval/3"),
+    ])
+    assert prompt.text == recorded("HumanEval/2") and chat.text == recorded("HumanEval/3")
+    for gen in (prompt, chat):
+        assert gen.timing == "measured" and gen.extra["usage"] == "reported"
+        assert gen.prompt_tokens > 0 and gen.completion_tokens > 0
+        assert gen.ttft_s is not None and 0 < gen.ttft_s <= gen.total_s
+    streamed = list(backend.stream(GenerationRequest(prompt="x", task_id="HumanEval/2")))
+    assert "".join(s for s in streamed if isinstance(s, str)) == prompt.text and streamed[-1].text == prompt.text
+    backend.close()
+
+
+def test_streaming_off_measures_total_time_only_and_batches_keep_their_order(upstream, monkeypatch):
+    monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
+    backend = backend_for(upstream.url, stream=False)
+    ids = [f"HumanEval/{i}" for i in range(6)]
+    gens = backend.generate([GenerationRequest(prompt="x", task_id=t) for t in ids])
+    assert [g.text for g in gens] == [recorded(t) for t in ids]
+    assert all(g.ttft_s is None and g.total_s > 0 and g.completion_tokens > 0 for g in gens)
+
+
+def test_served_model_is_discovered_or_checked(upstream, monkeypatch):
+    monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
+    discovered = backend_for(upstream.url, model_id=None)
+    discovered.load()
+    assert discovered.served_model == "router"
+    with pytest.raises(BackendError) as exc:
+        backend_for(upstream.url, model_id="llama-9000").load()
+    assert "llama-9000" in str(exc.value) and "gpt4" in str(exc.value) and "model_id" in exc.value.fix
+
+
+def test_api_key_missing_or_wrong(upstream, monkeypatch):
+    monkeypatch.delenv("UPSTREAM_KEY", raising=False)
+    with pytest.raises(BackendError) as missing:
+        backend_for(upstream.url).generate([GenerationRequest(prompt="x", task_id="HumanEval/2")])
+    assert "UPSTREAM_KEY" in str(missing.value) and "export UPSTREAM_KEY" in missing.value.fix
+    monkeypatch.setenv("UPSTREAM_KEY", "wrong")
+    with pytest.raises(BackendError) as wrong:
+        backend_for(upstream.url).generate([GenerationRequest(prompt="x", task_id="HumanEval/2")])
+    assert "401" in str(wrong.value) and upstream.url in str(wrong.value)
+
+
+def test_5xx_is_retried_then_reported(upstream, monkeypatch):
+    monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
+    metrics = f"http://127.0.0.1:{upstream.port}/metrics"
+    line = 'routerllm_requests_total{endpoint="completions",model="gpt4",status="503",tier="none"}'
+
+    def count() -> float:
+        for row in httpx.get(metrics).text.splitlines():
+            if row.startswith(line):
+                return float(row.split()[-1])
+        return 0.0
+
+    before = count()
+    backend = backend_for(upstream.url, max_retries=2)
+    with pytest.raises(BackendError) as exc:  # the upstream replay tier has no such task: 503
+        backend.generate([GenerationRequest(prompt="x", task_id="HumanEval/999")])
+    assert "503" in str(exc.value) and "3 attempt" in str(exc.value)
+    assert count() - before == 3
+
+
+def test_unreachable_endpoint_fails_fast_with_the_fix():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    backend = backend_for(url, max_retries=2, api_key_env=None)
+    start = time.monotonic()
+    assert backend.health() is False
+    with pytest.raises(BackendError) as exc:
+        backend.generate([GenerationRequest(prompt="x")])
+    assert time.monotonic() - start < 5
+    assert "cannot connect" in str(exc.value) and url in str(exc.value)
+    assert "base_url" in exc.value.fix and "vllm" in exc.value.fix
+    with pytest.raises(BackendError):
+        backend.load()
+
+
+def test_a_hung_endpoint_times_out(upstream, monkeypatch):
+    import signal
+
+    monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
+    backend = backend_for(upstream.url, request_timeout_s=1, health_timeout_s=0.5)
+    backend.load()
+    upstream.signal(signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        assert backend.health() is False
+        with pytest.raises(BackendError) as exc:
+            backend.generate([GenerationRequest(prompt="x", task_id="HumanEval/2")])
+        assert "within 1 s" in str(exc.value) and "request_timeout_s" in exc.value.fix
+        assert time.monotonic() - start < 6
+    finally:
+        upstream.signal(signal.SIGCONT)
+    assert backend.health()
