@@ -1,0 +1,561 @@
+"""Progressive, resumable runs over HumanEval tasks, and the one-model benchmark built on them.
+
+Generic part (reused by the routing comparison):
+
+    outcome = run_tasks(run_dir, tasks, process, resume=..., summarize_fn=..., meta=...)
+
+* `process(task) -> dict` produces one record per task (it gets a "task_id" if it has none).
+* Every finished record is appended to `<run_dir>/results.jsonl` and made durable (flush + fsync)
+  before the next task starts; `summary.json` is rewritten atomically (temp file + rename +
+  directory fsync) every `summary_every` tasks and at the end.
+* `resume=True` reads the records already there (a torn last line left by a SIGKILL is cut off),
+  skips their tasks and appends the rest: no finished task is redone or duplicated.
+* The first SIGINT/SIGTERM lets the current task finish, writes the summary (status
+  "interrupted") and stops; a second one abandons the current task at once (its record is not
+  written, so a resume redoes it). Either way the run directory resumes cleanly.
+* A rich progress bar with elapsed time and ETA shows progress.
+
+Benchmark part: `run_benchmark(BenchmarkOptions)` = pre-flight (the planner's verdict for local
+models), backend load, generation, sandboxed scoring, codecarbon CO2 and memory sampling per run,
+`--skip-execution` (generate only) and `execute_only(run_dir)` (score a saved run).
+
+Run directory layout:
+    meta.json        what was run (model, config, tasks, samples, mode), written once
+    results.jsonl    one record per finished task (see routerllm.evaluation.metrics)
+    summary.json     pass@k, latency, tokens, energy, CO2, memory; rewritten as the run goes
+    monitor.jsonl    resource samples; emissions.csv codecarbon's own log; run.log the run's log
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from routerllm.exceptions import PlanError, RunError
+
+if TYPE_CHECKING:
+    from routerllm.config import ModelConfig, RouterLLMConfig
+    from routerllm.evaluation.humaneval import Task
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.jsonl"
+SUMMARY_FILE = "summary.json"
+META_FILE = "meta.json"
+MONITOR_FILE = "monitor.jsonl"
+LOG_FILE = "run.log"
+EXIT_INTERRUPTED = 130  # shell convention for "stopped by SIGINT"
+
+
+# --------------------------------------------------------------------------------------------------
+# durable files
+# --------------------------------------------------------------------------------------------------
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that a reader (or a crash) sees the old file or the new one, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class ResultsLog:
+    """Append-only JSONL of per-task records, durable per record, tolerant of a torn last line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def load(self, repair: bool = True) -> list[dict[str, Any]]:
+        """Records in file order. A last line without its newline (a write cut by SIGKILL) is
+        dropped and, with `repair`, cut from the file so the next append starts clean."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        records: list[dict[str, Any]] = []
+        good_end = 0
+        pos = 0
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            if nl == -1:  # torn tail
+                log.warning("%s: dropping an incomplete last line (%d bytes; interrupted write)", self.path, len(data) - pos)
+                break
+            line = data[pos:nl]
+            pos = nl + 1
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    if pos >= len(data):  # a complete but corrupt last line: also a torn write
+                        log.warning("%s: dropping a corrupt last line", self.path)
+                        break
+                    raise RunError(
+                        f"{self.path} has a corrupt line in the middle (byte {pos - len(line) - 1})",
+                        fix="inspect the file; remove the broken line by hand, then --resume again",
+                    ) from None
+                records.append(record)
+            good_end = pos
+        if repair and good_end < len(data):
+            with self.path.open("r+b") as fh:
+                fh.truncate(good_end)
+                fh.flush()
+                os.fsync(fh.fileno())
+        return records
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, default=str) + "\n"
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def rewrite(self, records: list[dict[str, Any]]) -> None:
+        """Replace the whole file atomically (used by --execute-only to add verdicts)."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(json.dumps(record, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+
+
+# --------------------------------------------------------------------------------------------------
+# interruption
+# --------------------------------------------------------------------------------------------------
+
+class StopSignal:
+    """First SIGINT/SIGTERM: `requested` becomes True (finish the current task, then stop).
+    Second: KeyboardInterrupt in the main thread (abandon the current task now)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: abandoning the current task")
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        log.warning("%s received: finishing the current task, then stopping (again to abandon it)", self.signal_name)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["StopSignal"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals only reach the main thread; callers there handle them
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handler)
+        try:
+            yield self
+        finally:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+            self._previous.clear()
+
+
+# --------------------------------------------------------------------------------------------------
+# the generic loop
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    records: list[dict[str, Any]]
+    status: str  # "complete" | "interrupted"
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    results = run_dir / RESULTS_FILE
+    if resume:
+        if not run_dir.is_dir():
+            raise RunError(f"cannot resume: {run_dir} does not exist", fix="pass the directory of an earlier run to --resume")
+        return
+    if results.exists() and results.stat().st_size > 0:
+        raise RunError(
+            f"{run_dir} already holds results",
+            fix=f"continue it with --resume {run_dir}, or choose another --run-name / --results-dir",
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _progress(enabled: bool, description: str):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        disable=not enabled, transient=False,
+    )
+
+
+def run_tasks(
+    run_dir: str | Path,
+    tasks: list["Task"],
+    process: Callable[["Task"], dict[str, Any]],
+    *,
+    resume: bool = False,
+    meta: dict[str, Any] | None = None,
+    summarize_fn: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+    extra_summary: Callable[[], dict[str, Any]] | None = None,
+    summary_every: int = 10,
+    progress: bool = True,
+    description: str = "tasks",
+    status_fn: Callable[[list[dict[str, Any]]], str] | None = None,
+) -> RunOutcome:
+    """Run `process` on every task not yet in `run_dir`, durably and resumably (module docstring)."""
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, resume)
+    if meta is not None and not (run_dir / META_FILE).exists():
+        atomic_write_json(run_dir / META_FILE, {**meta, "created_at": _now()})
+    results = ResultsLog(run_dir / RESULTS_FILE)
+    records = results.load(repair=True)
+    done = {r.get("task_id") for r in records}
+    wanted = {t.task_id for t in tasks}
+    foreign = sorted(done - wanted - {None})
+    if foreign:
+        log.info("%d finished task(s) in %s are outside this selection and are kept: %s", len(foreign), run_dir, foreign[:5])
+    pending = [t for t in tasks if t.task_id not in done]
+    summarize_fn = summarize_fn or (lambda recs: {})
+
+    def write_summary(status: str) -> dict[str, Any]:
+        summary = {
+            "status": status,
+            "updated_at": _now(),
+            "tasks_done": len([r for r in records if r.get("task_id") in wanted]),
+            "tasks_total": len(tasks),
+            **summarize_fn(records),
+        }
+        if extra_summary is not None:
+            summary.update(extra_summary())
+        atomic_write_json(run_dir / SUMMARY_FILE, summary)
+        return summary
+
+    if resume and records:
+        log.info("resuming %s: %d task(s) done, %d to go", run_dir, len(tasks) - len(pending), len(pending))
+    stop = StopSignal()
+    status = "complete"
+    since_summary = 0
+    with stop.installed(), _progress(progress, description) as bar:
+        handle = bar.add_task(description, total=len(tasks), completed=len(tasks) - len(pending),
+                              status=status_fn(records) if status_fn else "")
+        try:
+            for task in pending:
+                if stop.requested:
+                    status = "interrupted"
+                    break
+                record = process(task)
+                record.setdefault("task_id", task.task_id)
+                record.setdefault("finished_at", _now())
+                results.append(record)
+                records.append(record)
+                since_summary += 1
+                bar.update(handle, advance=1, status=status_fn(records) if status_fn else "")
+                if since_summary >= summary_every:
+                    write_summary("running")
+                    since_summary = 0
+            else:
+                status = "complete"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            log.warning("interrupted: the current task was abandoned; resume with --resume %s", run_dir)
+    if stop.requested and status != "complete":
+        log.warning("stopped after %s; resume with --resume %s", stop.signal_name, run_dir)
+    summary = write_summary(status)
+    return RunOutcome(run_dir=run_dir, records=records, status=status, summary=summary)
+
+
+# --------------------------------------------------------------------------------------------------
+# pre-flight
+# --------------------------------------------------------------------------------------------------
+
+PreflightFn = Callable[["RouterLLMConfig", "ModelConfig"], dict[str, Any]]
+
+
+def default_preflight(config: "RouterLLMConfig", model: "ModelConfig") -> dict[str, Any]:
+    """The planner's verdict for a local model, before anything is loaded.
+
+    Uses `routerllm.planning.plan_for_config(config, model)` when that area is installed; returns
+    {"status": "skipped", ...} when it is not, or for remote/replay backends. Raises PlanError
+    when the plan says the model cannot run on this hardware."""
+    if model.backend != "local":
+        return {"status": "skipped", "reason": f"backend {model.backend!r} does not load weights here"}
+    try:
+        from routerllm import planning
+    except ImportError:
+        return {"status": "skipped", "reason": "routerllm.planning is not available in this installation"}
+    plan_fn = getattr(planning, "plan_for_config", None)
+    if plan_fn is None:
+        return {"status": "skipped", "reason": "routerllm.planning has no plan_for_config()"}
+    plan = plan_fn(config, model)
+    verdict = getattr(plan, "verdict", None)
+    info = plan.to_dict() if hasattr(plan, "to_dict") else {"verdict": str(verdict)}
+    if str(verdict).lower().replace("_", " ") in ("cannot run", "verdict.cannot run", "cannot_run"):
+        raise PlanError(
+            f"the plan says {model.name} cannot run here: {getattr(plan, 'reason', '')}",
+            fix=str(getattr(plan, "suggestion", "") or "use a smaller model, 4-bit quantization, more GPUs or a disk budget"),
+        )
+    return {"status": "ok", "plan": info}
+
+
+# --------------------------------------------------------------------------------------------------
+# the benchmark
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class BenchmarkOptions:
+    config: "RouterLLMConfig"
+    model: "ModelConfig"
+    num_examples: int | None = None
+    task_ids: list[str] | None = None
+    samples: int = 1
+    skip_execution: bool = False
+    results_dir: Path = Path("results")
+    run_name: str | None = None
+    resume: Path | None = None
+    progress: bool = True
+    preflight: PreflightFn | None = default_preflight
+    config_path: str | None = None
+
+
+def _attach_log(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger("routerllm")
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    return handler
+
+
+def _status_line(records: list[dict[str, Any]]) -> str:
+    executed = [s["verdict"] for r in records for s in r.get("samples", []) if s.get("verdict")]
+    if not executed:
+        return f"{len(records)} generated"
+    passed = sum(1 for v in executed if v.get("status") == "passed")
+    return f"passed {passed}/{len(executed)}"
+
+
+def _sandbox_for(config: "RouterLLMConfig"):
+    from routerllm.evaluation.sandbox import Sandbox
+
+    bench = config.benchmark
+    return Sandbox(timeout_s=bench.execution_timeout_s, workers=bench.workers)
+
+
+def _energy_for(gens: list[Any], measured: dict[str, Any], intensity: float | None) -> dict[str, Any] | None:
+    """Modelled energy (replay) when the backend models it, else what codecarbon measured."""
+    modelled = [g.energy_kwh for g in gens if getattr(g, "energy_kwh", None) is not None]
+    if modelled and all(getattr(g, "timing", "") == "modelled" for g in gens):
+        kwh = float(sum(modelled))
+        return {"energy_kwh": kwh, "co2_kg": kwh * intensity if intensity is not None else None,
+                "cpu_kwh": None, "gpu_kwh": None, "ram_kwh": None, "source": "modelled (tier cost model)",
+                "measured_local": measured or None}
+    return measured or None
+
+
+def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
+    """One model on HumanEval, progressively saved and resumable."""
+    from routerllm.backends import make_backend
+    from routerllm.evaluation.carbon import CarbonTracker, carbon_intensity_kg_per_kwh
+    from routerllm.evaluation.humaneval import load_tasks
+    from routerllm.evaluation.metrics import summarize
+    from routerllm.evaluation.monitor import ResourceMonitor
+    from routerllm.evaluation.prompting import build_program, build_request, mode_for, postprocess
+
+    config, model = opts.config, opts.model
+    if opts.samples < 1:
+        raise RunError(f"--samples {opts.samples} must be at least 1", fix="pass --samples 1 (pass@1) or more")
+    if opts.resume is not None:
+        run_dir = Path(opts.resume)
+        meta_path = run_dir / META_FILE
+        if not meta_path.exists():
+            raise RunError(f"cannot resume: {meta_path} is missing", fix="pass the directory of an earlier benchmark run")
+        meta = read_json(meta_path)
+        if meta.get("model") != model.name:
+            raise RunError(
+                f"{run_dir} is a run of {meta.get('model')!r}, not {model.name!r}",
+                fix=f"pass --model {meta.get('model')} (or omit --model) with --resume",
+            )
+        task_ids = meta["task_ids"]
+        samples = int(meta.get("samples", 1))
+        skip_execution = bool(meta.get("skip_execution", False))
+    else:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(opts.results_dir) / (opts.run_name or f"{model.name}-{stamp}")
+        task_ids = None
+        samples = opts.samples
+        skip_execution = opts.skip_execution
+    tasks = load_tasks(opts.num_examples if task_ids is None else None, task_ids or opts.task_ids)
+    mode = mode_for(model)
+
+    preflight = {"status": "skipped", "reason": "disabled"}
+    if opts.preflight is not None:
+        preflight = opts.preflight(config, model)  # raises PlanError before anything loads
+
+    prepare_run_dir(run_dir, resume=opts.resume is not None)
+    handler = _attach_log(run_dir)
+    meta = {
+        "kind": "benchmark", "model": model.name, "model_config": model.model_dump(mode="json"),
+        "config_path": opts.config_path, "mode": mode, "samples": samples, "skip_execution": skip_execution,
+        "task_ids": [t.task_id for t in tasks], "benchmark": config.benchmark.model_dump(mode="json"),
+        "preflight": preflight,
+    }
+    bench = config.benchmark
+    carbon = CarbonTracker(bench.country_iso_code, output_dir=run_dir, enabled=bench.track_co2)
+    monitor = ResourceMonitor(interval_s=1.0, path=run_dir / MONITOR_FILE)
+    intensity = carbon_intensity_kg_per_kwh(bench.country_iso_code)
+    backend = make_backend(model)
+    sandbox = None if skip_execution else _sandbox_for(config)
+    previous = read_json(run_dir / SUMMARY_FILE) if (run_dir / SUMMARY_FILE).exists() else {}
+    sessions: list[dict[str, Any]] = list(previous.get("sessions", []))
+    session = {"started_at": _now(), "pid": os.getpid()}
+    sessions.append(session)
+
+    def process(task: "Task") -> dict[str, Any]:
+        requests = [build_request(task, model, sample=i, temperature=None if samples == 1 or i == 0 else
+                                  max(model.temperature, 0.8), seed=bench.seed + i) for i in range(samples)]
+        with carbon.task(task.task_id) as measured:
+            gens = backend.generate(requests)
+            entries = []
+            for req, gen in zip(requests, gens):
+                completion = postprocess(task, gen.text, mode, req.stop if mode == "continuation" else None)
+                entry = {
+                    "sample": req.sample, "completion": completion, "raw": gen.text if gen.text != completion else None,
+                    "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
+                    "ttft_s": gen.ttft_s, "total_s": gen.total_s, "finish_reason": gen.finish_reason,
+                    "timing": gen.timing, "tokens_per_s": gen.tokens_per_s, "verdict": None,
+                }
+                if sandbox is not None:
+                    verdict = sandbox.run(build_program(task, completion, mode))
+                    entry["verdict"] = verdict.to_dict()
+                entries.append(entry)
+        return {"task_id": task.task_id, "model": model.name, "mode": mode, "samples": entries,
+                "energy": _energy_for(gens, measured, intensity)}
+
+    def extra() -> dict[str, Any]:
+        session["updated_at"] = _now()
+        return {
+            "model": model.name, "mode": mode, "timing": "modelled" if model.backend == "replay" else "measured",
+            "energy_tracking": carbon.describe(), "carbon_intensity_kg_per_kwh": intensity,
+            "memory": monitor.summary(), "sandbox": getattr(sandbox, "isolation", None) or None,
+            "preflight": preflight, "sessions": sessions,
+        }
+
+    try:
+        log.info("benchmark %s: %d tasks x %d sample(s), mode %s, run dir %s", model.name, len(tasks), samples, mode, run_dir)
+        load_start = time.monotonic()
+        backend.load()
+        session["load_s"] = round(time.monotonic() - load_start, 3)
+        monitor.start()
+        carbon.start()
+        outcome = run_tasks(
+            run_dir, tasks, process, resume=opts.resume is not None, meta=meta,
+            summarize_fn=lambda recs: summarize(recs, ks=(1, 10, 100)), extra_summary=extra,
+            summary_every=bench.summary_every, progress=opts.progress,
+            description=f"{model.name} on HumanEval", status_fn=_status_line,
+        )
+    finally:
+        carbon.stop()  # run totals are the sum of the per-task figures (summary energy_kwh/co2_kg)
+        monitor.stop()
+        if sandbox is not None:
+            sandbox.close()
+        backend.close()
+        logging.getLogger("routerllm").removeHandler(handler)
+        handler.close()
+    # final summary with this session's codecarbon totals
+    final = {**read_json(run_dir / SUMMARY_FILE), **extra()}
+    atomic_write_json(run_dir / SUMMARY_FILE, final)
+    outcome.summary = final
+    return outcome
+
+
+def execute_only(run_dir: str | Path, config: "RouterLLMConfig | None" = None, *, progress: bool = True,
+                 chunk: int = 10) -> RunOutcome:
+    """Score the unexecuted samples of a saved run (`--skip-execution` earlier) in the sandbox.
+    Resumable: verdicts are saved every `chunk` tasks (atomic rewrite of results.jsonl)."""
+    from routerllm.evaluation.humaneval import load_tasks
+    from routerllm.evaluation.metrics import summarize
+    from routerllm.evaluation.sandbox import Sandbox
+
+    run_dir = Path(run_dir)
+    results = ResultsLog(run_dir / RESULTS_FILE)
+    if not results.path.exists():
+        raise RunError(f"{results.path} does not exist", fix="pass the directory of a run made with --skip-execution")
+    records = results.load(repair=True)
+    by_id = {t.task_id: t for t in load_tasks()}
+    todo = [(r, s) for r in records for s in r.get("samples", []) if s.get("verdict") is None]
+    bench = config.benchmark if config is not None else None
+    sandbox = Sandbox(timeout_s=bench.execution_timeout_s if bench else 10.0, workers=bench.workers if bench else 2)
+    stop = StopSignal()
+    status = "complete"
+    try:
+        with stop.installed(), _progress(progress, "executing") as bar:
+            handle = bar.add_task("executing saved completions", total=len(todo), status="")
+            for start in range(0, len(todo), chunk):
+                if stop.requested:
+                    status = "interrupted"
+                    break
+                part = todo[start:start + chunk]
+                programs = []
+                for record, sample in part:
+                    from routerllm.evaluation.prompting import build_program
+
+                    task = by_id[record["task_id"]]
+                    programs.append(build_program(task, sample["completion"], record.get("mode", "continuation")))
+                verdicts = sandbox.run_many(programs, on_done=lambda i, v: bar.update(handle, advance=1))
+                for (record, sample), verdict in zip(part, verdicts):
+                    sample["verdict"] = verdict.to_dict()
+                results.rewrite(records)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        sandbox.close()
+    previous = read_json(run_dir / SUMMARY_FILE) if (run_dir / SUMMARY_FILE).exists() else {}
+    summary = {**previous, **summarize(records, ks=(1, 10, 100)), "status": status, "updated_at": _now(),
+               "executed_by": "execute-only", "sandbox": sandbox.isolation or None}
+    atomic_write_json(run_dir / SUMMARY_FILE, summary)
+    return RunOutcome(run_dir=run_dir, records=records, status=status, summary=summary)

@@ -1,0 +1,74 @@
+"""codecarbon's offline tracker: real energy figures per task, honest per-part status, no files
+unless asked, no network."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from routerllm.evaluation.carbon import CarbonTracker, carbon_intensity_kg_per_kwh
+from routerllm.evaluation.monitor import ResourceMonitor
+
+
+def _burn(seconds: float) -> int:
+    import time
+
+    end, x = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        x += sum(range(1000))
+    return x
+
+
+def test_per_task_energy_and_parts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tracker = CarbonTracker("FRA", output_dir=None, measure_power_secs=0.5).start()
+    assert tracker.active, tracker.error
+    with tracker.task("busy") as busy:
+        _burn(1.2)
+    with tracker.task("short") as short:
+        pass
+    tracker.stop()
+    assert busy["energy_kwh"] > 0 and busy["co2_kg"] > 0
+    assert busy["energy_kwh"] > short["energy_kwh"]
+    parts = tracker.parts
+    assert set(parts) == {"cpu", "gpu", "ram"}
+    for part in parts.values():
+        assert part["status"] in ("measured", "estimated", "unavailable") and part["method"]
+    if parts["gpu"]["status"] == "unavailable":
+        assert busy["gpu_kwh"] is None  # not reported as 0 kWh when nothing measured it
+    if parts["cpu"]["status"] != "unavailable":
+        assert busy["cpu_kwh"] > 0
+    # CO2 = energy x France's grid intensity from codecarbon's bundled data
+    intensity = carbon_intensity_kg_per_kwh("FRA")
+    assert 0.01 < intensity < 0.2
+    assert busy["co2_kg"] == pytest.approx(busy["energy_kwh"] * intensity, rel=0.05)
+    assert os.listdir(tmp_path) == []  # nothing written to the working directory
+
+
+def test_output_dir_and_disabled(tmp_path):
+    tracker = CarbonTracker("USA", output_dir=tmp_path / "run").start()
+    with tracker.task("t") as e:
+        _burn(0.2)
+    tracker.stop()
+    assert e["energy_kwh"] > 0
+    assert any(p.suffix == ".csv" for p in (tmp_path / "run").iterdir())
+    off = CarbonTracker(enabled=False).start()
+    with off.task("t") as e:
+        pass
+    assert e == {} and off.stop() is None
+    assert all(p["status"] == "unavailable" for p in off.describe()["parts"].values())
+    assert carbon_intensity_kg_per_kwh("XXX") is None
+
+
+def test_monitor_samples_memory(tmp_path):
+    with ResourceMonitor(interval_s=0.1, path=tmp_path / "m.jsonl") as mon:
+        block = bytearray(64 * 2**20)
+        block[::4096] = b"x" * len(block[::4096])
+        _burn(0.5)
+    s = mon.summary()
+    assert s["samples"] >= 3
+    assert s["rss_peak_bytes"] > 64 * 2**20
+    assert s["ram_total_bytes"] > 0
+    assert (tmp_path / "m.jsonl").read_text().count("\n") == s["samples"]
+    del block
