@@ -1,0 +1,196 @@
+"""Pure byte math: weights under each quantization, KV cache, activations, per-GPU overhead.
+
+Every figure is what a real transformers 5 / bitsandbytes 0.50 load holds in memory:
+
+- bf16/fp16: 2 B per parameter (fp32: 4 B).
+- int8 (`bnb.nn.Linear8bitLt`, `Int8Params`): the weight as int8 (1 B/param) plus one float32
+  scale per output row (`SCB`, 4 B x out_features). Bias stays at the load dtype.
+- NF4 (`bnb.nn.Linear4bit`, `Params4bit`): two 4-bit values per byte, one absmax per block of 64
+  weights; with double quantization (`bnb_4bit_use_double_quant=True`) the absmax are uint8 with
+  one float32 absmax per 256 of them, plus a 256-entry float32 code (1 KiB) and a float32 offset per
+  tensor; the 16-entry float32 NF4 code (64 B) is kept per tensor too. That is ~4.13 bits/param
+  with double quantization and ~4.5 without. Checked on this machine by quantizing a 2048x640
+  bf16 Linear on CPU: 677,252 B (double quant) and 737,344 B (without), as computed here.
+- Only modules whose type is exactly `nn.Linear` (or GPT-2 `Conv1D`) are quantized, and not the
+  ones transformers' `get_keys_to_not_convert` keeps (output embedding, tied weights, the last
+  parameter): embeddings, norms and lm_head stay at the load dtype.
+- Modules offloaded to cpu/disk next to GPUs stay at the load dtype: transformers adds them to
+  `modules_to_not_convert` when `llm_int8_enable_fp32_cpu_offload=True`, which bitsandbytes
+  requires for such maps. On a CPU-only map bitsandbytes 0.50 quantizes on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from routerllm.catalog import ModelSpec
+
+MiB = 2**20
+
+DTYPE_BYTES: dict[str, int] = {"bfloat16": 2, "float16": 2, "float32": 4}
+QUANTIZATIONS = ("none", "int8", "nf4")
+
+# NF4 constants (bitsandbytes 0.50 `Params4bit` defaults)
+NF4_BLOCKSIZE = 64  # weights per absmax block
+NF4_DQ_BLOCKSIZE = 256  # absmax values per second-level float32 absmax (double quantization)
+NF4_CODE_BYTES = 16 * 4  # float32 NF4 code, per tensor
+NF4_DQ_CODE_BYTES = 256 * 4 + 4  # float32 dynamic-map code + float32 offset, per tensor (double quant)
+
+# Per-GPU memory the weights cannot use: the CUDA context (driver, cuBLAS/cuDNN handles and kernels)
+# takes ~300-600 MiB per device with CUDA 12 and lazy module loading (CUDA_MODULE_LOADING=LAZY, the
+# default since PyTorch 2.x); it is invisible to torch.cuda.memory_allocated() (PyTorch docs, "CUDA
+# semantics: memory management"). 512 MiB is a middle figure; the planner also keeps
+# `gpu_headroom_fraction` free for the caching allocator's fragmentation.
+CUDA_CONTEXT_BYTES = 512 * MiB
+
+
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per element of a load dtype ('bfloat16', 'float16', 'float32')."""
+    key = str(dtype).replace("torch.", "")
+    if key not in DTYPE_BYTES:
+        from routerllm.exceptions import PlanError
+
+        raise PlanError(f"dtype {dtype!r} is not supported", fix=f"use one of: {', '.join(DTYPE_BYTES)}")
+    return DTYPE_BYTES[key]
+
+
+def nf4_weight_bytes(numel: int, *, double_quant: bool = True, blocksize: int = NF4_BLOCKSIZE) -> int:
+    """Bytes of one NF4-quantized weight tensor of `numel` elements, quantization state included."""
+    packed = (numel + 1) // 2
+    blocks = math.ceil(numel / blocksize)
+    if double_quant:
+        return packed + blocks + 4 * math.ceil(blocks / NF4_DQ_BLOCKSIZE) + NF4_DQ_CODE_BYTES + NF4_CODE_BYTES
+    return packed + 4 * blocks + NF4_CODE_BYTES
+
+
+def int8_weight_bytes(out_features: int, in_features: int) -> int:
+    """Bytes of one LLM.int8 weight: int8 values plus a float32 scale per output row."""
+    return out_features * in_features + 4 * out_features
+
+
+def linear_weight_bytes(
+    out_features: int, in_features: int, quantization: str, load_dtype_bytes: int, *, double_quant: bool = True
+) -> int:
+    """Bytes of a Linear weight (bias excluded) under `quantization` ('none', 'int8', 'nf4')."""
+    if quantization == "none":
+        return out_features * in_features * load_dtype_bytes
+    if quantization == "int8":
+        return int8_weight_bytes(out_features, in_features)
+    if quantization == "nf4":
+        return nf4_weight_bytes(out_features * in_features, double_quant=double_quant)
+    from routerllm.exceptions import PlanError
+
+    raise PlanError(f"unknown quantization {quantization!r}", fix=f"use one of: {', '.join(QUANTIZATIONS)}")
+
+
+def bits_per_param(quantization: str, *, load_dtype_bytes: int = 2, double_quant: bool = True) -> float:
+    """Average bits per quantized weight for a large matrix (e.g. 4.127 for NF4 + double quant)."""
+    n = 4096 * 4096
+    return 8 * linear_weight_bytes(4096, 4096, quantization, load_dtype_bytes, double_quant=double_quant) / n
+
+
+# --- per-module accounting on a (meta) model ----------------------------------------------------
+
+
+def quantizable_linears(model: Any, quantization: str, extra_skip: Iterable[str] = ()) -> set[str]:
+    """Names of the modules bitsandbytes would replace, the way transformers decides it
+    (`replace_with_bnb_linear`: exactly `nn.Linear` or `Conv1D`, not matched by
+    `get_keys_to_not_convert(model)` + `extra_skip` under `should_convert_module`)."""
+    if quantization == "none":
+        return set()
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+    from transformers.quantizers.base import get_keys_to_not_convert
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    skip = list(get_keys_to_not_convert(model)) + list(extra_skip)
+    out = set()
+    for name, module in model.named_modules():
+        if (type(module) is nn.Linear or isinstance(module, Conv1D)) and should_convert_module(name, skip):
+            out.add(name)
+    return out
+
+
+def tensor_bytes_map(
+    model: Any, quantization: str, load_dtype: str, quantized: set[str], *, double_quant: bool = True
+) -> dict[str, int]:
+    """{parameter/buffer name: bytes held in memory} for every distinct tensor of `model`.
+
+    Parameters of modules in `quantized` (their `.weight`) cost their quantized size; every other
+    floating tensor costs the load dtype (as transformers casts it); integer buffers their own size.
+    Tied parameters appear once (under their first name)."""
+    nbytes = dtype_bytes(load_dtype)
+    out: dict[str, int] = {}
+    seen: set[int] = set()
+    for mod_name, module in model.named_modules():
+        tensors = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+        for t_name, tensor in tensors:
+            if tensor is None or id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            full = f"{mod_name}.{t_name}" if mod_name else t_name
+            if mod_name in quantized and t_name == "weight":
+                if quantization == "int8":
+                    out_f, in_f = _linear_shape(module)
+                    size = int8_weight_bytes(out_f, in_f)
+                else:
+                    size = nf4_weight_bytes(tensor.numel(), double_quant=double_quant)
+            elif tensor.dtype.is_floating_point:
+                size = tensor.numel() * nbytes
+            else:
+                size = tensor.numel() * tensor.element_size()
+            out[full] = size
+    return out
+
+
+def _linear_shape(module: Any) -> tuple[int, int]:
+    if hasattr(module, "out_features"):
+        return int(module.out_features), int(module.in_features)
+    rows, cols = module.weight.shape  # Conv1D stores (in, out)
+    return int(cols), int(rows)
+
+
+def bytes_under(prefix: str, tensor_bytes: dict[str, int]) -> int:
+    """Total bytes of tensors whose name is `prefix` or starts with `prefix + '.'` ('' = all)."""
+    if not prefix:
+        return sum(tensor_bytes.values())
+    dotted = prefix + "."
+    return sum(v for k, v in tensor_bytes.items() if k == prefix or k.startswith(dotted))
+
+
+# --- runtime memory ------------------------------------------------------------------------------
+
+
+def kv_cache_bytes(
+    spec: "ModelSpec", tokens: int, batch_size: int, kv_dtype_bytes: int, layers: list[int] | None = None
+) -> int:
+    """2 x layers x kv_heads x head_dim x bytes x tokens x batch, sliding-window layers capped."""
+    return spec.kv_cache_bytes(tokens, batch_size, kv_dtype_bytes, layers)
+
+
+def activation_bytes(spec: "ModelSpec", tokens: int, batch_size: int, act_dtype_bytes: int) -> int:
+    """Peak activation bytes of one decoder layer during a prefill of `tokens` tokens.
+
+    Layers run one after another, so only one layer's temporaries are live: the residual stream,
+    the normed input and the attention output (3 x hidden), the MLP's gate, up and product
+    (3 x intermediate), and the q/k/v projections (heads + 2 x kv_heads) x head_dim. Attention
+    scores are not materialised by SDPA's memory-efficient/flash kernels (transformers' default
+    `attn_implementation='sdpa'`)."""
+    per_token = 3 * spec.hidden_size + 3 * spec.intermediate_size
+    per_token += (spec.num_attention_heads + 2 * spec.num_kv_heads) * spec.head_dim
+    return int(batch_size * tokens * per_token * act_dtype_bytes)
+
+
+def logits_bytes(spec: "ModelSpec", batch_size: int) -> int:
+    """Logits of the last position per sequence, float32 (generate() keeps only the last position
+    via `logits_to_keep=1`), twice for the softmax/processor copy."""
+    return int(2 * batch_size * spec.vocab_size * 4)
+
+
+def weight_bytes_total(spec: "ModelSpec", quantization: str, load_dtype: str = "bfloat16") -> int:
+    """All weight bytes of the model under `quantization`, everything on one device."""
+    model = spec.meta_model(load_dtype)
+    quantized = quantizable_linears(model, quantization)
+    return sum(tensor_bytes_map(model, quantization, load_dtype, quantized).values())

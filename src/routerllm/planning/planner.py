@@ -1,0 +1,437 @@
+"""`plan(spec, hardware, options) -> Plan`: pure, no I/O, on a meta-device model.
+
+Budgets. Per device the capacity is `options.max_memory[device]` when given (accelerate's meaning,
+bytes), else the hardware's: GPU memory minus the CUDA context and `gpu_headroom_fraction`, CPU RAM
+minus `cpu_headroom_fraction`, free disk. From each capacity the planner reserves what the device
+needs besides weights (KV cache of the layers it executes, one layer's activations, the logits,
+the CUDA context) and gives accelerate the rest as `max_memory`. Because KV depends on which layers
+land where, and offloaded layers cost their unquantized size, it iterates: map, account, shrink
+the reservations/budgets that were exceeded, map again (reservations only grow, so it stops).
+
+Where the KV of a layer lives: on the GPU that holds the layer; for layers offloaded to cpu/disk
+next to GPUs, on the main (first) GPU, which executes them under accelerate's hooks; on a CPU-only
+machine, in RAM.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from routerllm.exceptions import PlanError
+from routerllm.hardware import Hardware
+from routerllm.planning import memory, parallel, speed
+from routerllm.units import format_size
+
+logger = logging.getLogger(__name__)
+
+Verdict = Literal["fits_gpu", "cpu_offload", "disk_offload", "cannot_run"]
+MAX_ITERATIONS = 10
+
+
+@dataclass
+class PlanOptions:
+    """What to plan for. `max_memory` (bytes, accelerate keys: GPU ints, 'cpu', 'disk') overrides
+    the hardware's capacities for the devices it names."""
+
+    quantization: Literal["none", "int8", "nf4"] = "none"
+    dtype: str = "bfloat16"
+    context_length: int = 4096
+    batch_size: int = 1
+    max_memory: dict[int | str, int] | None = None
+    offload_folder: str | None = None
+    gpu_headroom_fraction: float = 0.05  # kept free for the CUDA caching allocator's fragmentation
+    cpu_headroom_fraction: float = 0.10  # kept free for the OS and the Python process itself
+    cuda_context_bytes: int = memory.CUDA_CONTEXT_BYTES
+    double_quant: bool = True  # bnb_4bit_use_double_quant
+    kv_dtype: str | None = None  # None: same as dtype
+    reserve_runtime: bool = True  # plan KV cache and activations (False: weights only, like accelerate)
+    max_parallel_gpus: int = 64  # largest TP x PP in the parallel table
+
+    def validate(self) -> None:
+        if self.quantization not in memory.QUANTIZATIONS:
+            raise PlanError(f"options.quantization={self.quantization!r} is unknown",
+                            fix=f"use one of: {', '.join(memory.QUANTIZATIONS)}")
+        if str(self.dtype).replace("torch.", "") not in memory.DTYPE_BYTES:
+            raise PlanError(f"options.dtype={self.dtype!r} is unsupported", fix=f"use one of: {', '.join(memory.DTYPE_BYTES)}")
+        if self.kv_dtype is not None and self.kv_dtype not in memory.DTYPE_BYTES:
+            raise PlanError(f"options.kv_dtype={self.kv_dtype!r} is unsupported", fix=f"use one of: {', '.join(memory.DTYPE_BYTES)}")
+        for name in ("context_length", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise PlanError(f"options.{name}={value!r} must be a positive integer", fix=f"pass {name}=1 or more")
+        for name in ("gpu_headroom_fraction", "cpu_headroom_fraction"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise PlanError(f"options.{name}={value!r} must be in [0, 1)", fix=f"pass e.g. {name}=0.05")
+        if self.max_memory is not None:
+            if not isinstance(self.max_memory, dict):
+                raise PlanError("options.max_memory must be a dict {0: bytes, 'cpu': bytes, 'disk': bytes}",
+                                fix="e.g. max_memory={0: 70 * 10**9, 'cpu': 200 * 10**9}")
+            for key, value in self.max_memory.items():
+                ok_key = (isinstance(key, int) and not isinstance(key, bool) and key >= 0) or key in ("cpu", "disk")
+                if not ok_key:
+                    raise PlanError(f"options.max_memory has unknown device {key!r}",
+                                    fix="use GPU indices 0, 1, ... or 'cpu' / 'disk'")
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                    raise PlanError(f"options.max_memory[{key!r}]={value!r} must be a number of bytes >= 0",
+                                    fix="convert sizes with routerllm.units.parse_size('70GB')")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.max_memory is not None:
+            out["max_memory"] = {str(k): int(v) for k, v in self.max_memory.items()}
+        return out
+
+
+@dataclass
+class DevicePlan:
+    device: int | str
+    weight_bytes: int
+    kv_bytes: int
+    activation_bytes: int
+    overhead_bytes: int
+    total_bytes: int
+    budget_bytes: int  # the device's capacity (explicit max_memory or the hardware's)
+    layers: list[int] = field(default_factory=list)
+    quantized: bool = False  # whether Linear weights here are quantized
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def fits(self) -> bool:
+        return self.device == "disk" or self.total_bytes <= self.budget_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["num_layers"] = self.num_layers
+        out["fits"] = self.fits
+        return out
+
+
+@dataclass
+class Plan:
+    model: dict[str, Any]
+    hardware: dict[str, Any]
+    options: dict[str, Any]
+    device_map: dict[str, int | str]  # as accelerate returns it: from_pretrained(device_map=...)
+    no_split_modules: list[str]
+    max_memory: dict[int | str, int]  # the weight budgets given to accelerate, bytes
+    devices: list[DevicePlan]
+    offloaded_modules: list[str]
+    verdict: Verdict
+    reason: str
+    suggestions: list[str]
+    predicted_load_time_s: float
+    decode_tokens_per_s: float  # per sequence, upper bound
+    aggregate_tokens_per_s: float
+    parallel: list[dict[str, Any]]
+    min_gpus: int | None
+    bnb_fp32_cpu_offload: bool = False  # pass llm_int8_enable_fp32_cpu_offload=True to BitsAndBytesConfig
+    weight_bytes_total: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def device(self, device: int | str) -> DevicePlan:
+        for d in self.devices:
+            if d.device == device:
+                return d
+        raise KeyError(device)
+
+    def raise_if_cannot_run(self) -> None:
+        if self.verdict == "cannot_run":
+            rows = "; ".join(
+                f"{d.device}: needs {format_size(d.total_bytes)} of {format_size(d.budget_bytes)}" for d in self.devices
+            )
+            raise PlanError(
+                f"{self.model.get('name')} cannot run on {self.hardware.get('name')}: {self.reason} ({rows})",
+                fix="; ".join(self.suggestions) or "use more memory or a smaller model",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["device_map"] = {k: v for k, v in self.device_map.items()}
+        out["max_memory"] = {str(k): int(v) for k, v in self.max_memory.items()}
+        out["devices"] = [d.to_dict() for d in self.devices]
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _capacities(hardware: Hardware, options: PlanOptions) -> tuple[dict[Any, int], dict[Any, int], dict[Any, bool]]:
+    """(capacity per device, fixed overhead per device, explicit?) in accelerate keys."""
+    explicit = dict(options.max_memory or {})
+    caps: dict[Any, int] = {}
+    overhead: dict[Any, int] = {}
+    is_explicit: dict[Any, bool] = {}
+    gpu_ids = sorted({g.index for g in hardware.gpus} | {k for k in explicit if isinstance(k, int)})
+    if options.max_memory is not None and any(isinstance(k, int) for k in explicit):
+        gpu_ids = sorted(k for k in explicit if isinstance(k, int))  # explicit GPU budgets: only those GPUs
+    elif options.max_memory is not None and not any(isinstance(k, int) for k in explicit) and "cpu" in explicit:
+        gpu_ids = []  # e.g. {'cpu': ...} alone: a CPU placement, as accelerate would do on this machine
+    phys = {g.index: g.memory_bytes for g in hardware.gpus}
+    for i in gpu_ids:
+        context = options.cuda_context_bytes
+        if i in explicit:
+            cap = int(explicit[i])
+            if i in phys:  # an explicit budget cannot exceed what the card holds besides its context
+                cap = min(cap, phys[i] - context)
+            caps[i], overhead[i], is_explicit[i] = cap, context, True
+        else:
+            cap = phys[i]
+            caps[i] = cap
+            overhead[i] = context + int(cap * options.gpu_headroom_fraction)
+            is_explicit[i] = False
+    if "cpu" in explicit:
+        caps["cpu"], overhead["cpu"], is_explicit["cpu"] = int(explicit["cpu"]), 0, True
+    else:
+        caps["cpu"] = hardware.cpu_ram
+        overhead["cpu"] = int(hardware.cpu_ram * options.cpu_headroom_fraction)
+        is_explicit["cpu"] = False
+    if "disk" in explicit:
+        caps["disk"], is_explicit["disk"] = int(explicit["disk"]), True
+    else:
+        caps["disk"], is_explicit["disk"] = hardware.disk, False
+    overhead["disk"] = 0
+    return caps, overhead, is_explicit
+
+
+def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> Plan:
+    """Plan `spec` (a ModelSpec) on `hardware` under `options`. Pure: no I/O."""
+    from routerllm.catalog import ModelSpec
+
+    options = options or PlanOptions()
+    if not isinstance(spec, ModelSpec):
+        raise PlanError(f"spec must be a ModelSpec (got {type(spec).__name__})",
+                        fix="pass routerllm.catalog.get_spec('llama3_405b') or get_spec('/path/to/checkpoint')")
+    if not isinstance(hardware, Hardware):
+        raise PlanError(f"hardware must be a Hardware (got {type(hardware).__name__})",
+                        fix="pass routerllm.hardware.get_profile('3xA100-80GB') or detect_hardware()")
+    options.validate()
+    from routerllm.planning.placement import place
+
+    dtype = str(options.dtype).replace("torch.", "")
+    nbytes = memory.dtype_bytes(dtype)
+    kv_nbytes = memory.dtype_bytes(options.kv_dtype or dtype)
+    tokens, batch = options.context_length, options.batch_size
+    model = spec.meta_model(dtype)
+
+    caps, fixed_overhead, is_explicit = _capacities(hardware, options)
+    gpu_ids = [d for d in caps if isinstance(d, int)]
+    exec_devices = gpu_ids or ["cpu"]
+    act_layer = memory.activation_bytes(spec, tokens, batch, nbytes)
+    logits = memory.logits_bytes(spec, batch)
+    act_res = {d: (act_layer + logits if (d in exec_devices and options.reserve_runtime) else 0) for d in caps}
+    kv_res: dict[Any, int] = {d: 0 for d in caps}
+    if options.reserve_runtime:  # first guess: KV spread like the weights, by capacity
+        kv_all = spec.kv_cache_bytes(tokens, batch, kv_nbytes)
+        total_cap = sum(caps[d] for d in exec_devices) or 1
+        for d in exec_devices:
+            kv_res[d] = min(int(kv_all * caps[d] / total_cap), caps[d])
+    cpu_shrink = 0
+    placement = None
+    budgets: dict[Any, int] = {}
+    for _ in range(MAX_ITERATIONS):
+        budgets = {}
+        for d in caps:
+            if d == "disk":
+                continue
+            b = caps[d] - fixed_overhead[d] - act_res[d] - kv_res[d] - (cpu_shrink if d == "cpu" else 0)
+            budgets[d] = max(int(b), 0)
+        # no 'disk' key: accelerate always ends with an unlimited disk; its capacity is checked after
+        placement = place(model, budgets, quantization=options.quantization, load_dtype=dtype,
+                          double_quant=options.double_quant)
+        new_kv = _kv_by_device(spec, placement, tokens, batch, kv_nbytes, gpu_ids) if options.reserve_runtime else {}
+        changed = False
+        for d, v in new_kv.items():
+            if v > kv_res.get(d, 0):
+                kv_res[d] = v
+                changed = True
+        cpu_weights = placement.weight_bytes_by_device.get("cpu", 0)
+        cpu_room = caps["cpu"] - fixed_overhead["cpu"] - act_res["cpu"] - kv_res["cpu"]
+        if cpu_weights > cpu_room and cpu_room > 0:
+            # offloaded modules cost their unquantized size: accelerate sized them quantized
+            # or tensors accelerate leaves out (buffers of split parents): shrink until it holds,
+            # geometrically so a placement that does not move still converges
+            cpu_shrink = max(2 * cpu_shrink, cpu_shrink + cpu_weights - cpu_room)
+            changed = True
+        if not changed:
+            break
+    assert placement is not None
+
+    kv_final = _kv_by_device(spec, placement, tokens, batch, kv_nbytes, gpu_ids) if options.reserve_runtime else {}
+    devices: list[DevicePlan] = []
+    used = list(dict.fromkeys(list(placement.device_map.values())))
+    order = gpu_ids + ["cpu", "disk"]
+    for d in order:
+        w = placement.weight_bytes_by_device.get(d, 0)
+        if d not in used and not isinstance(d, int):
+            continue
+        kv = kv_final.get(d, 0)
+        act = act_res.get(d, 0) if (d in used or d in exec_devices) else 0
+        if isinstance(d, int) and d not in used and kv == 0:
+            act = 0
+        over = fixed_overhead.get(d, 0) if d != "cpu" else 0
+        devices.append(DevicePlan(
+            device=d, weight_bytes=w, kv_bytes=kv, activation_bytes=act, overhead_bytes=over,
+            total_bytes=w + kv + act + over,
+            budget_bytes=caps[d] if d != "cpu" else caps["cpu"] - fixed_overhead["cpu"],
+            layers=placement.layers_by_device.get(d, []), quantized=d in placement.quantized_on,
+        ))
+
+    weight_total = memory.weight_bytes_total(spec, options.quantization, dtype)
+    verdict, reason, notes = _verdict(placement, devices, gpu_ids, options)
+    load_bytes = _load_bytes(spec, placement, dtype)
+    est = speed.estimate(
+        hardware,
+        {d.device: d.weight_bytes for d in devices if d.weight_bytes},
+        {d.device: d.kv_bytes for d in devices},
+        load_bytes=load_bytes,
+        checkpoint_bytes=spec.param_count * nbytes,
+        batch_size=batch,
+    )
+    gpu_mem = _gpu_memory(hardware, caps, gpu_ids)
+    rows = parallel.layout_table(
+        spec, weight_bytes_total=weight_total, gpu_memory_bytes=gpu_mem, context_length=tokens, batch_size=batch,
+        kv_dtype_bytes=kv_nbytes, activation_bytes=act_layer + logits, max_gpus=options.max_parallel_gpus,
+    ) if gpu_mem else []
+    need = parallel.min_gpus(rows) if rows else None
+    suggestions = _suggestions(spec, hardware, options, verdict, devices, gpu_ids, need, gpu_mem, kv_nbytes)
+    bnb_flag = options.quantization != "none" and bool(set(used) & {"cpu", "disk"}) and set(used) != {"cpu"}
+    if options.quantization != "none" and set(used) & {"cpu", "disk"} and set(used) != {"cpu"}:
+        notes.append("offloaded modules stay unquantized (bitsandbytes needs llm_int8_enable_fp32_cpu_offload=True "
+                     "for such maps and does not quantize cpu/disk modules): they cost the load dtype")
+    if "disk" in used and options.offload_folder is None:
+        notes.append("the map offloads to disk: pass offload_folder (e.g. ./offload) to from_pretrained")
+    return Plan(
+        model={**_spec_summary(spec)},
+        hardware=hardware.to_dict(),
+        options=options.to_dict(),
+        device_map=dict(placement.device_map),
+        no_split_modules=placement.no_split_modules,
+        max_memory=budgets,
+        devices=devices,
+        offloaded_modules=placement.offloaded_modules,
+        verdict=verdict,
+        reason=reason,
+        suggestions=suggestions,
+        predicted_load_time_s=est.load_time_s,
+        decode_tokens_per_s=est.decode_tokens_per_s,
+        aggregate_tokens_per_s=est.aggregate_tokens_per_s,
+        parallel=[r.to_dict() for r in rows],
+        min_gpus=need,
+        bnb_fp32_cpu_offload=bnb_flag,
+        weight_bytes_total=weight_total,
+        notes=notes,
+    )
+
+
+def _spec_summary(spec: Any) -> dict[str, Any]:
+    return {
+        "name": spec.name, "model_type": spec.model_type, "hub_id": spec.hub_id, "source": spec.source,
+        "path": spec.path, "num_layers": spec.num_layers, "hidden_size": spec.hidden_size,
+        "num_attention_heads": spec.num_attention_heads, "num_kv_heads": spec.num_kv_heads,
+        "head_dim": spec.head_dim, "vocab_size": spec.vocab_size, "param_count": spec.param_count,
+    }
+
+
+def _kv_by_device(spec: Any, placement: Any, tokens: int, batch: int, kv_nbytes: int, gpu_ids: list[int]) -> dict[Any, int]:
+    out: dict[Any, int] = {}
+    used_gpus = [d for d in placement.device_map.values() if isinstance(d, int)]
+    main = used_gpus[0] if used_gpus else (gpu_ids[0] if gpu_ids else "cpu")
+    for dev, layers in placement.layers_by_device.items():
+        if not layers:
+            continue
+        target = dev if isinstance(dev, int) else main
+        out[target] = out.get(target, 0) + spec.kv_cache_bytes(tokens, batch, kv_nbytes, layers)
+    return out
+
+
+def _load_bytes(spec: Any, placement: Any, dtype: str) -> dict[Any, int]:
+    """Bytes per device at the load dtype (what is read and copied before bnb quantizes)."""
+    from routerllm.planning.placement import device_of
+
+    full = memory.tensor_bytes_map(spec.meta_model(dtype), "none", dtype, set())
+    out: dict[Any, int] = {}
+    for name, size in full.items():
+        d = device_of(name, placement.device_map)
+        out[d] = out.get(d, 0) + size
+    return out
+
+
+def _gpu_memory(hardware: Hardware, caps: dict[Any, int], gpu_ids: list[int]) -> int:
+    if hardware.gpus:
+        return hardware.gpus[0].memory_bytes
+    if gpu_ids:
+        return caps[gpu_ids[0]]
+    return 0
+
+
+def _verdict(placement: Any, devices: list[DevicePlan], gpu_ids: list[int], options: PlanOptions) -> tuple[str, str, list[str]]:
+    notes: list[str] = []
+    used = set(placement.device_map.values())
+    by = {d.device: d for d in devices}
+    for d in devices:
+        if isinstance(d.device, int) and d.total_bytes > d.budget_bytes:
+            return ("cannot_run",
+                    f"GPU {d.device} needs {format_size(d.total_bytes)} (weights {format_size(d.weight_bytes)}, "
+                    f"KV {format_size(d.kv_bytes)}, activations {format_size(d.activation_bytes)}, overhead "
+                    f"{format_size(d.overhead_bytes)}) but has {format_size(d.budget_bytes)}", notes)
+    if used == {"disk"}:
+        return ("cannot_run", "every module would be offloaded to disk; accelerate/safetensors cannot dispatch a "
+                "disk-only map (the execution device must hold at least one block)", notes)
+    cpu = by.get("cpu")
+    if cpu is not None and cpu.total_bytes > cpu.budget_bytes:
+        return ("cannot_run", f"CPU RAM: needs {format_size(cpu.total_bytes)} but {format_size(cpu.budget_bytes)} is usable",
+                notes)
+    disk = by.get("disk")
+    if disk is not None and disk.weight_bytes > disk.budget_bytes:
+        return ("cannot_run", f"disk: offloading needs {format_size(disk.weight_bytes)} at the offload folder but "
+                f"{format_size(disk.budget_bytes)} is free", notes)
+    n_layers = len(placement.layer_names)
+    if "disk" in used:
+        return ("disk_offload",
+                f"{len(by['disk'].layers)} of {n_layers} layers ({format_size(by['disk'].weight_bytes)}) are offloaded "
+                "to disk and read back at every forward pass", notes)
+    if not gpu_ids:
+        return ("cpu_offload", f"no GPU: all {n_layers} layers run on the CPU from RAM "
+                f"({format_size(cpu.weight_bytes if cpu else 0)} of weights)", notes)
+    if "cpu" in used:
+        return ("cpu_offload",
+                f"{len(by['cpu'].layers)} of {n_layers} layers ({format_size(by['cpu'].weight_bytes)}) are offloaded to "
+                "CPU RAM and copied to the GPU at every forward pass", notes)
+    return ("fits_gpu", f"all {n_layers} layers fit on {len([d for d in used if isinstance(d, int)])} GPU(s) with room "
+            "for the KV cache and activations", notes)
+
+
+def _suggestions(spec: Any, hardware: Hardware, options: PlanOptions, verdict: str, devices: list[DevicePlan],
+                 gpu_ids: list[int], need: int | None, gpu_mem: int, kv_nbytes: int) -> list[str]:
+    if verdict == "fits_gpu":
+        return []
+    out: list[str] = []
+    gpu_name = hardware.gpus[0].name if hardware.gpus else "GPU"
+    if need is not None and gpu_mem:
+        out.append(f"{need} x {gpu_name} ({format_size(gpu_mem)}) hold it on GPUs with "
+                   f"{options.quantization if options.quantization != 'none' else options.dtype} weights "
+                   f"(tensor/pipeline parallel, e.g. vLLM){' - you have ' + str(len(gpu_ids)) if gpu_ids else ''}")
+    elif gpu_mem:
+        out.append(f"no layout of up to {options.max_parallel_gpus} x {gpu_name} holds it at this setting")
+    if options.quantization != "nf4":
+        w4 = memory.weight_bytes_total(spec, "nf4", str(options.dtype).replace("torch.", ""))
+        out.append(f"4-bit NF4 (--quant nf4 / use_4bit: true) shrinks the weights to {format_size(w4)}")
+    kv = spec.kv_cache_bytes(options.context_length, options.batch_size, kv_nbytes)
+    total_gpu = sum(d.budget_bytes for d in devices if isinstance(d.device, int))
+    if gpu_ids and kv > 0.1 * max(total_gpu, 1) and options.context_length > 1024:
+        out.append(f"a shorter context: the KV cache takes {format_size(kv)} at {options.context_length} tokens "
+                   f"x batch {options.batch_size} ({format_size(spec.kv_bytes_per_token(kv_nbytes))}/token)")
+    if verdict == "cannot_run":
+        cpu = next((d for d in devices if d.device == "cpu"), None)
+        if cpu is not None and cpu.total_bytes > cpu.budget_bytes:
+            out.append(f"more CPU RAM (--cpu-ram): needs {format_size(cpu.total_bytes)}")
+        if not any(d.device == "disk" for d in devices):
+            out.append("allow disk offload: set offload_folder and a 'disk' budget")
+    return out
