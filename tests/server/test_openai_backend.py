@@ -144,3 +144,52 @@ def test_a_hung_endpoint_times_out(upstream, monkeypatch):
     finally:
         upstream.signal(signal.SIGCONT)
     assert backend.health()
+
+
+def test_the_service_streams_an_openai_tier_live_and_falls_back_before_the_first_token(upstream, monkeypatch):
+    """A routerllm whose large tier is the upstream routerllm: a stream for that tier forwards the
+    upstream's tokens with a measured time to first token; a frozen upstream falls back."""
+    import signal
+
+    import openai
+    from serverkit import SMALL_FILE, TASK, running
+
+    from routerllm.config import config_from_dict
+
+    monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
+    config = config_from_dict({
+        "models": {
+            "large_llm": {"name": "remote", "backend": "openai", "base_url": upstream.url, "model_id": "gpt4",
+                          "api_key_env": "UPSTREAM_KEY", "request_timeout_s": 1, "max_retries": 0},
+            "small_llms": [{"name": "mistral7b", "backend": "replay", "replay_file": str(SMALL_FILE)}],
+        },
+        "router": {"strategy": "large", "strategies": ["large"]},
+        "server": {"api_keys_env": None, "request_timeout_s": 5},
+    })
+    with running(config) as url:
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=30)
+        chunks = list(client.chat.completions.create(
+            model="remote", messages=[{"role": "user", "content": "x"}], stream=True,
+            stream_options={"include_usage": True}, extra_body=TASK))
+        assert chunks[0].model_extra["routerllm"]["tier"] == "remote"
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == recorded("HumanEval/2")
+        final = [c for c in chunks if c.choices and c.choices[0].finish_reason][-1].model_extra["routerllm"]
+        assert final["timing"] == "measured" and 0 < final["ttft_s"] <= final["generation_s"]
+        assert chunks[-1].usage.completion_tokens > 0
+        metrics = httpx.get(url.removesuffix("/v1") + "/metrics").text
+        assert 'routerllm_requests_total{endpoint="chat",model="remote",status="200",tier="remote"} 1.0' in metrics
+        assert 'routerllm_time_to_first_token_seconds_count{tier="remote"} 1.0' in metrics
+        assert "routerllm_queue_depth 0.0" in metrics
+
+        upstream.signal(signal.SIGSTOP)
+        try:
+            stream = client.completions.create(model="remote", prompt="x", stream=True, extra_body=TASK)
+            chunks = list(stream)
+        finally:
+            upstream.signal(signal.SIGCONT)
+        info = chunks[0].model_extra["routerllm"]
+        assert info["fallback"] is True and info["tier"] == "mistral7b" and info["fallback_from"] == "remote"
+        assert "def truncate_number" in "".join(c.choices[0].text for c in chunks if c.choices)
+        time.sleep(0.2)
+        assert "routerllm_queue_depth 0.0" in httpx.get(url.removesuffix("/v1") + "/metrics").text

@@ -33,6 +33,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -123,6 +124,23 @@ class TierProxy:
 
     def close(self) -> None:
         self.backend.close()
+
+    def stream(self, request: GenerationRequest) -> Iterator[str | Generation]:
+        """The backend's stream (text pieces, then the Generation), traced like generate()."""
+        trace = _TRACE.get()
+        if trace is not None:
+            trace.calls[self.name] = trace.calls.get(self.name, 0) + 1
+        try:
+            for item in self.backend.stream(request):
+                if trace is not None:
+                    trace.active = None
+                yield item
+                if trace is not None:
+                    trace.active = self.name
+        except BaseException:
+            if trace is not None:
+                trace.failed = self.name
+            raise
 
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
         trace = _TRACE.get()
@@ -357,18 +375,25 @@ class ServerState:
         info.calls = dict(trace.calls) if trace else {}
         return Outcome(generation, info)
 
-    async def _run_in(self, pool: ThreadPoolExecutor, slot: Slot, fn: Any, *args: Any) -> Any:
-        """Run fn in `pool` under the request time limit. Raises _Timeout or the function's
-        exception, each with the request's tier trace attached as `.trace`."""
+    @staticmethod
+    def traced_context() -> tuple[_Trace, contextvars.Context]:
         trace = _Trace()
         ctx = contextvars.copy_context()
         ctx.run(_TRACE.set, trace)
+        return trace, ctx
+
+    async def _run_in(self, pool: ThreadPoolExecutor, slot: Slot, fn: Any, *args: Any,
+                      traced: tuple[_Trace, contextvars.Context] | None = None, timeout_s: float | None = None) -> Any:
+        """Run fn in `pool` under the request time limit. Raises _Timeout or the function's
+        exception, each with the request's tier trace attached as `.trace`."""
+        trace, ctx = traced or self.traced_context()
         loop = asyncio.get_running_loop()
         slot.hold()
         future = loop.run_in_executor(pool, ctx.run, fn, *args)
         future.add_done_callback(slot.release)
+        timeout = self.server.request_timeout_s if timeout_s is None else max(0.0, timeout_s)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.server.request_timeout_s)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except asyncio.TimeoutError:
             # the thread runs on; retrieve its result later so nothing logs "exception never retrieved"
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -379,8 +404,7 @@ class ServerState:
             exc.trace = trace  # type: ignore[attr-defined]
             raise
 
-    async def answer(self, target: Target, request: GenerationRequest, entry_point: str | None) -> Outcome:
-        """Admit, run, and fall back to the small tier when the large one fails or times out."""
+    def admit(self) -> Slot:
         slot = self.admission.try_enter()
         if slot is None:
             raise ApiError(
@@ -388,6 +412,20 @@ class ServerState:
                 f"{self.server.retry_after_s} s.", "rate_limit_error", code="queue_full",
                 headers={"Retry-After": str(self.server.retry_after_s)},
             )
+        return slot
+
+    def streams_live(self, target: Target) -> bool:
+        """True when `target` is a tier whose backend streams (the openai backend): its tokens are
+        forwarded as they come. Strategies decide on whole answers, so their answers are streamed
+        once chosen."""
+        if target.kind != "tier" or target.tier is None:
+            return False
+        proxy = self.proxies[target.tier]
+        return callable(getattr(proxy.backend, "stream", None)) and isinstance(proxy._lock, contextlib.nullcontext)
+
+    async def answer(self, target: Target, request: GenerationRequest, entry_point: str | None) -> Outcome:
+        """Admit, run, and fall back to the small tier when the large one fails or times out."""
+        slot = self.admit()
         try:
             return await self._answer_admitted(slot, target, request, entry_point)
         finally:
@@ -400,30 +438,35 @@ class ServerState:
         except ApiError:
             raise
         except Exception as exc:
-            trace: _Trace = getattr(exc, "trace", _Trace())
-            timed_out = isinstance(exc, _Timeout)
-            large_failed = trace.failed == self.large_name or (timed_out and trace.active == self.large_name)
+            return await self.recover(slot, target, request, exc)
+
+    async def recover(self, slot: Slot, target: Target, request: GenerationRequest, exc: Exception) -> Outcome:
+        """After a failure or timeout: the small tier's answer when the large tier failed and the config
+        allows a fallback; otherwise an ApiError (503 / 504). Unexpected errors propagate (-> 500)."""
+        trace: _Trace = getattr(exc, "trace", _Trace())
+        timed_out = isinstance(exc, _Timeout)
+        large_failed = trace.failed == self.large_name or (timed_out and trace.active == self.large_name)
+        if timed_out:
+            why = f"no answer within server.request_timeout_s={self.server.request_timeout_s:g} s"
+        else:
+            why = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+        if not large_failed:
             if timed_out:
-                why = f"no answer within server.request_timeout_s={self.server.request_timeout_s:g} s"
-            else:
-                why = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
-            if not large_failed:
-                if timed_out:
-                    raise ApiError(504, f"The request timed out: {why}.", "timeout_error", code="timeout") from None
-                if isinstance(exc, RouterLLMError):
-                    logger.warning("request failed: %s", exc)
-                    raise ApiError(503, f"The tier failed: {why}", "service_unavailable_error",
-                                   code="backend_error") from None
-                raise
-            reason = "timeout" if timed_out else "error"
-            if not (self.server.fallback_to_small and self.small_names):
-                logger.warning("large tier %s failed (%s); no fallback configured", self.large_name, why)
-                self.metrics.large_failures.labels(self.large_name, reason).inc()
-                raise ApiError(
-                    503, f"The large tier '{self.large_name}' is unavailable ({why}) and server.fallback_to_small is "
-                    "off (or there is no small tier).", "service_unavailable_error", code="large_tier_unavailable",
-                ) from None
-            return await self._fallback(slot, target, request, why, reason, trace)
+                raise ApiError(504, f"The request timed out: {why}.", "timeout_error", code="timeout") from None
+            if isinstance(exc, RouterLLMError):
+                logger.warning("request failed: %s", exc)
+                raise ApiError(503, f"The tier failed: {why}", "service_unavailable_error",
+                               code="backend_error") from None
+            raise exc
+        reason = "timeout" if timed_out else "error"
+        if not (self.server.fallback_to_small and self.small_names):
+            logger.warning("large tier %s failed (%s); no fallback configured", self.large_name, why)
+            self.metrics.large_failures.labels(self.large_name, reason).inc()
+            raise ApiError(
+                503, f"The large tier '{self.large_name}' is unavailable ({why}) and server.fallback_to_small is "
+                "off (or there is no small tier).", "service_unavailable_error", code="large_tier_unavailable",
+            ) from None
+        return await self._fallback(slot, target, request, why, reason, trace)
 
     async def _fallback(self, slot: Slot, target: Target, request: GenerationRequest, why: str, reason: str,
                         failed: _Trace) -> Outcome:
@@ -702,8 +745,13 @@ async def _serve(state: ServerState, endpoint: str, body: Any, gen_request: Gene
     start = time.perf_counter()
     outcome: Outcome | None = None
     status = 500
+    model = "unknown"
     try:
         target = state.resolve(body.model)
+        model = body.model  # a known name: a bounded label value
+        if body.stream and state.streams_live(target):
+            status = 0  # the live stream records itself when it ends
+            return await _serve_live(state, endpoint, body, gen_request, chat, target, start)
         entry_point = body.routerllm.entry_point if body.routerllm else None
         outcome = await state.answer(target, gen_request, entry_point)
         status = 200
@@ -712,8 +760,13 @@ async def _serve(state: ServerState, endpoint: str, body: Any, gen_request: Gene
         exc.recorded = True  # type: ignore[attr-defined]
         raise
     finally:
-        model = body.model if body.model in state.known_models else "unknown"  # bounded label values
-        state.record(endpoint, model, status, time.perf_counter() - start, outcome)
+        if status != 0:
+            state.record(endpoint, model, status, time.perf_counter() - start, outcome)
+    return _respond(state, body, outcome, chat)
+
+
+def _respond(state: ServerState, body: Any, outcome: Outcome, chat: bool) -> Response:
+    """A finished answer as one JSON body, or (stream: true) as server-sent events."""
     info = _complete_info(state, outcome)
     headers = _headers(info)
     gen = outcome.generation
@@ -732,28 +785,131 @@ async def _serve(state: ServerState, endpoint: str, body: Any, gen_request: Gene
                 choices=[p.CompletionChoice(text=gen.text, finish_reason=finish)],
             )
         return Response(payload.model_dump_json(), media_type="application/json", headers=headers)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    events = _Events(body, chat, rid, created)
 
-    async def events() -> AsyncIterator[str]:
-        if chat:
-            yield _sse(p.ChatCompletionChunk(id=rid, created=created, model=body.model, routerllm=info,
-                                             choices=[p.ChatChunkChoice(delta=p.ChoiceDelta(role="assistant", content=""))]))
-            for piece in _pieces(gen.text):
-                yield _sse(p.ChatCompletionChunk(id=rid, created=created, model=body.model,
-                                                 choices=[p.ChatChunkChoice(delta=p.ChoiceDelta(content=piece))]))
-            yield _sse(p.ChatCompletionChunk(id=rid, created=created, model=body.model,
-                                             choices=[p.ChatChunkChoice(delta=p.ChoiceDelta(), finish_reason=finish)]))
-            if include_usage:
-                yield _sse(p.ChatCompletionChunk(id=rid, created=created, model=body.model, choices=[], usage=_usage(gen)))
+    async def stream() -> AsyncIterator[str]:
+        yield events.first(info)
+        for piece in _pieces(gen.text):
+            yield events.text(piece)
+        for event in events.end(gen):
+            yield event
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
+
+
+class _Events:
+    """Server-sent events of one answer, in the OpenAI API's shapes."""
+
+    def __init__(self, body: Any, chat: bool, rid: str, created: int) -> None:
+        self.body, self.chat, self.rid, self.created = body, chat, rid, created
+        self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def _chunk(self, **kwargs: Any) -> str:
+        cls = p.ChatCompletionChunk if self.chat else p.Completion
+        return _sse(cls(id=self.rid, created=self.created, model=self.body.model, **kwargs))
+
+    def first(self, info: p.RoutingInfo) -> str:
+        """The opening event: the assistant role (chat) and the routing information."""
+        if self.chat:
+            return self._chunk(routerllm=info, choices=[p.ChatChunkChoice(delta=p.ChoiceDelta(role="assistant", content=""))])
+        return self._chunk(routerllm=info, choices=[p.CompletionChoice(text="", finish_reason=None)])
+
+    def text(self, piece: str) -> str:
+        if self.chat:
+            return self._chunk(choices=[p.ChatChunkChoice(delta=p.ChoiceDelta(content=piece))])
+        return self._chunk(choices=[p.CompletionChoice(text=piece, finish_reason=None)])
+
+    def end(self, gen: Generation, info: p.RoutingInfo | None = None) -> list[str]:
+        finish = p.finish_reason(gen.finish_reason)
+        if self.chat:
+            out = [self._chunk(routerllm=info, choices=[p.ChatChunkChoice(delta=p.ChoiceDelta(), finish_reason=finish)])]
         else:
-            pieces = list(_pieces(gen.text)) or [""]
-            for i, piece in enumerate(pieces):
-                last = i == len(pieces) - 1
-                yield _sse(p.Completion(id=rid, created=created, model=body.model, routerllm=info if i == 0 else None,
-                                        choices=[p.CompletionChoice(text=piece, finish_reason=finish if last else None)]))
-            if include_usage:
-                yield _sse(p.Completion(id=rid, created=created, model=body.model, choices=[], usage=_usage(gen)))
-        yield "data: [DONE]\n\n"
+            out = [self._chunk(routerllm=info, choices=[p.CompletionChoice(text="", finish_reason=finish)])]
+        if self.include_usage:
+            out.append(self._chunk(choices=[], usage=_usage(gen)))
+        return [*out, "data: [DONE]\n\n"]
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={**headers, "cache-control": "no-cache"})
+
+async def _serve_live(state: ServerState, endpoint: str, body: Any, gen_request: GenerationRequest, chat: bool,
+                      target: Target, start: float) -> Response:
+    """Forward a streaming tier's tokens as they arrive. A failure before the first token is
+    handled as for any request (fallback to the small tier, or an error status); a failure after
+    it ends the stream with an OpenAI-style error event."""
+    assert target.tier is not None
+    slot = state.admit()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + state.server.request_timeout_s
+    traced = state.traced_context()
+    iterator = traced[1].run(state.proxies[target.tier].stream, gen_request)
+    end = object()
+
+    async def pull() -> Any:
+        return await state._run_in(state.pool, slot, next, iterator, end, traced=traced,
+                                   timeout_s=deadline - loop.time())
+
+    def close_iterator() -> None:
+        with contextlib.suppress(Exception):
+            traced[1].run(iterator.close)
+
+    try:
+        first = await pull()
+    except ApiError:
+        slot.release()
+        raise
+    except Exception as exc:
+        with contextlib.suppress(RuntimeError):
+            state.pool.submit(close_iterator)
+        try:
+            outcome = await state.recover(slot, target, gen_request, exc)
+        finally:
+            slot.release()
+        state.record(endpoint, body.model, 200, time.perf_counter() - start, outcome)
+        return _respond(state, body, outcome, chat)
+
+    info = p.RoutingInfo(tier=target.tier, reason=f"model {target.name!r} names this tier directly")
+    events = _Events(body, chat, p.new_id("chatcmpl" if chat else "cmpl"), p.now())
+    finished = threading.Event()
+
+    def finish(status: int, outcome: Outcome | None) -> None:
+        """Once: record the request, close the tier's stream, free the queue slot. Runs when the
+        stream ends, or when the response is dropped unsent (a client gone before the first byte)."""
+        if finished.is_set():
+            return
+        finished.set()
+        state.record(endpoint, body.model, status, time.perf_counter() - start, outcome)
+        with contextlib.suppress(RuntimeError):  # the pool is shut down at exit
+            state.pool.submit(close_iterator)
+        slot.release()
+
+    async def stream() -> AsyncIterator[str]:
+        status, outcome = 499, None  # 499: the client went away before the end
+        try:
+            yield events.first(info)
+            item = first
+            while not isinstance(item, Generation):
+                if item is end:
+                    raise BackendError(f"tier {target.tier!r} ended its stream without a result")
+                yield events.text(item)
+                item = await pull()
+            outcome = Outcome(item, info)
+            info.calls = dict(traced[0].calls)
+            status = 200
+            for event in events.end(item, _complete_info(state, outcome)):
+                yield event
+        except Exception as exc:  # noqa: BLE001 - the status line is sent; say it in the stream
+            status = 504 if isinstance(exc, _Timeout) else 503
+            message = (f"no answer within server.request_timeout_s={state.server.request_timeout_s:g} s"
+                       if isinstance(exc, _Timeout) else str(getattr(exc, "message", None) or exc))
+            logger.warning("stream from tier %s broke: %s", target.tier, message)
+            error = p.error_body(f"The tier '{target.tier}' failed mid-answer: {message}",
+                                 "timeout_error" if status == 504 else "service_unavailable_error",
+                                 code="stream_interrupted")
+            yield f"data: {json.dumps(error)}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            finish(status, outcome)
+
+    body_iterator = stream()
+    weakref.finalize(body_iterator, finish, 499, None)
+    return StreamingResponse(body_iterator, media_type="text/event-stream",
+                             headers={**_headers(info), "cache-control": "no-cache"})
