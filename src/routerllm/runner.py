@@ -315,29 +315,37 @@ PreflightFn = Callable[["RouterLLMConfig", "ModelConfig"], dict[str, Any]]
 
 
 def default_preflight(config: "RouterLLMConfig", model: "ModelConfig") -> dict[str, Any]:
-    """The planner's verdict for a local model, before anything is loaded.
+    """The planner's verdict for a local model on THIS machine, before anything is loaded.
 
-    Uses `routerllm.planning.plan_for_config(config, model)` when that area is installed; returns
-    {"status": "skipped", ...} when it is not, or for remote/replay backends. Raises PlanError
-    when the plan says the model cannot run on this hardware."""
+    Uses `routerllm.manager.LargeModelManager(model).plan()` (the planner on the detected hardware
+    with the tier's max_memory, quantization and context) and its `check_resources()` (free GPU
+    memory, RAM, disk against what the plan puts on each). Raises PlanError when the plan says the
+    model cannot run or a resource check fails. Remote/replay tiers, or an installation without the
+    planner, get {"status": "skipped", "reason": ...}."""
     if model.backend != "local":
         return {"status": "skipped", "reason": f"backend {model.backend!r} does not load weights here"}
     try:
-        from routerllm import planning
-    except ImportError:
-        return {"status": "skipped", "reason": "routerllm.planning is not available in this installation"}
-    plan_fn = getattr(planning, "plan_for_config", None)
-    if plan_fn is None:
-        return {"status": "skipped", "reason": "routerllm.planning has no plan_for_config()"}
-    plan = plan_fn(config, model)
-    verdict = getattr(plan, "verdict", None)
-    info = plan.to_dict() if hasattr(plan, "to_dict") else {"verdict": str(verdict)}
-    if str(verdict).lower().replace("_", " ") in ("cannot run", "verdict.cannot run", "cannot_run"):
+        from routerllm.manager import LargeModelManager
+    except ImportError as exc:
+        return {"status": "skipped", "reason": f"the planner/manager is not available ({exc})"}
+    manager = LargeModelManager(model)
+    plan = manager.plan()
+    info: dict[str, Any] = {
+        "status": "ok", "verdict": plan.verdict, "reason": plan.reason,
+        "predicted_load_time_s": plan.predicted_load_time_s, "decode_tokens_per_s": plan.decode_tokens_per_s,
+        "devices": [d.to_dict() for d in plan.devices], "suggestions": list(plan.suggestions),
+    }
+    plan.raise_if_cannot_run()
+    checks = manager.check_resources(plan)
+    info["checks"] = [c.to_dict() for c in checks]
+    failed = [c for c in checks if not c.ok]
+    if failed:
         raise PlanError(
-            f"the plan says {model.name} cannot run here: {getattr(plan, 'reason', '')}",
-            fix=str(getattr(plan, "suggestion", "") or "use a smaller model, 4-bit quantization, more GPUs or a disk budget"),
+            f"pre-flight: {model.name} does not fit this machine: " + "; ".join(c.message for c in failed),
+            fix="; ".join(plan.suggestions) or "lower models.<tier>.max_memory / context_length, use 4-bit, or run on bigger hardware",
         )
-    return {"status": "ok", "plan": info}
+    log.info("pre-flight %s: %s (%s)", model.name, plan.verdict, plan.reason)
+    return info
 
 
 # --------------------------------------------------------------------------------------------------

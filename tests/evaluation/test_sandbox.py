@@ -285,3 +285,20 @@ def test_bad_arguments():
     sb.close()
     with pytest.raises(SandboxError, match="closed"):
         sb.run("pass")
+
+
+def test_interrupted_wait_does_not_leak_a_late_verdict():
+    """KeyboardInterrupt while a program runs: the next program must get its own verdict."""
+    import threading
+
+    with Sandbox(timeout_s=5, workers=1) as sb:
+        sb.start()
+        timer = threading.Timer(0.5, lambda: __import__("_thread").interrupt_main())
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            sb.run("import time\ntime.sleep(1.5)\nraise ValueError('late')")
+        v = sb.run("assert 2 + 2 == 4")
+        assert v.passed, v
+        time.sleep(1.5)
+        v = sb.run("raise KeyError('own')")
+        assert v.status == "failed" and "own" in v.detail, v

@@ -6,25 +6,22 @@ from pathlib import Path
 
 import typer
 
-HELP = """Benchmark one model on HumanEval: generate, run the hidden tests in the sandbox, record
-pass@k, latency, tokens, energy and CO2, and memory per device.
+HELP = """Benchmark one model on HumanEval: generate, run the hidden tests in the sandbox, record pass@k, latency, tokens, energy and CO2, and memory per device.
 
-\b
---model names a tier of the config (models.large_llm or models.small_llms, by `name`) or a
-catalog preset (e.g. llama3_405b), which then gets the config's large_llm settings.
-Without --config: configs/local_config.yaml when --model is one of its tiers, else
-configs/production_config.yaml (looked up in ./configs, then in the routerllm checkout).
+--model names a tier of the config (models.large_llm or models.small_llms, by `name`) or a catalog preset (e.g. llama3_405b), which then gets the config's large_llm settings. Without --config: configs/local_config.yaml when --model is one of its tiers, else configs/production_config.yaml (looked up in ./configs, then in the routerllm checkout).
 
-\b
-Results go to <results-dir>/<run-name>/: results.jsonl (one line per finished task, fsync'd),
-summary.json (rewritten every benchmark.summary_every tasks), meta.json, monitor.jsonl, run.log.
-Ctrl-C finishes the current task and stops (twice: abandons it); --resume RUN_DIR continues.
+Local models get a pre-flight check first (the planner's plan against this machine's GPUs, RAM and disk); the run is refused, before anything loads, when the plan says the model cannot run.
 
-\b
+Results go to <results-dir>/<run-name>/: results.jsonl (one line per finished task, fsync'd), summary.json (rewritten every benchmark.summary_every tasks), meta.json, monitor.jsonl, emissions.csv, run.log. Ctrl-C finishes the current task and stops (twice: abandons it); --resume RUN_DIR continues without redoing finished tasks. Exit code 130 when interrupted.
+
 Examples:
+
   routerllm benchmark --model gemma3_270m --num-examples 10
+
   routerllm benchmark --model llama3_405b --num-examples 50 --skip-execution
+
   routerllm benchmark --execute-only results/llama3_405b-20260101-120000
+
   routerllm benchmark --resume results/llama3_405b-20260101-120000
 """
 

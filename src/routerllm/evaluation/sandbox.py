@@ -303,7 +303,14 @@ class Sandbox:
             for attempt in range(2):
                 worker = self._worker(index)
                 start = time.monotonic()
-                reply = worker.run(program, timeout)
+                try:
+                    reply = worker.run(program, timeout)
+                except BaseException:
+                    # interrupted while waiting (KeyboardInterrupt): the worker may still answer
+                    # later, and that reply must not be taken for the next program's
+                    worker.kill()
+                    self._workers[index] = None
+                    raise
                 if reply is not None and reply.get("status") != "error":
                     return Verdict(
                         status=reply["status"], detail=reply.get("detail", ""),
