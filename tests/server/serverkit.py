@@ -122,7 +122,8 @@ def wait_for(predicate: Any, timeout_s: float = 10.0, what: str = "condition") -
 class ServeProcess:
     """`routerllm serve` in a subprocess (its own process group), serving `config` over HTTP."""
 
-    def __init__(self, config: dict[str, Any], tmp_path: Path, name: str = "upstream") -> None:
+    def __init__(self, config: dict[str, Any], tmp_path: Path, name: str = "upstream",
+                 extra_args: list[str] | None = None) -> None:
         self.port = free_port()
         self.path = tmp_path / f"{name}.yaml"
         self.path.write_text(yaml.safe_dump(config))
@@ -130,7 +131,7 @@ class ServeProcess:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "routerllm.cli", "serve", "--config", str(self.path), "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
+             "--port", str(self.port), "--log-level", "warning", *(extra_args or [])],
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True,
         )
         self.url = f"http://127.0.0.1:{self.port}/v1"

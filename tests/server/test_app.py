@@ -335,3 +335,13 @@ def test_requests_run_off_the_event_loop():
         gated.gate.set()
         for t in threads:
             t.join(timeout=30)
+
+
+def test_a_body_far_over_the_limit_is_refused_before_parsing():
+    with running(replay_config(server={"max_prompt_chars": 1000})) as url:
+        huge = b'{"model": "router", "prompt": "' + b"x" * 2_000_000 + b'"}'
+        err = _error(httpx.post(f"{url}/completions", content=huge, headers={"content-type": "application/json"}), 413)
+        assert err["code"] == "request_too_large" and err["param"] == "prompt"
+        # a body just over the prompt limit still gets the precise 400 naming the field
+        assert _error(httpx.post(f"{url}/completions", json={"model": "router", "prompt": "x" * 1001}), 400)["param"] \
+            == "prompt"

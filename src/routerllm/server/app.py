@@ -59,6 +59,8 @@ logger = logging.getLogger(__name__)
 ROUTER_ALIAS = "router"
 # Characters of the routing reason sent in the x-routerllm-reason header.
 REASON_HEADER_CHARS = 200
+# Bytes allowed in a request body beyond the prompt itself (messages' JSON, other fields).
+BODY_SLACK_BYTES = 64 * 1024
 # Path -> `endpoint` label of the request metrics.
 _ENDPOINTS = {"/v1/completions": "completions", "/v1/chat/completions": "chat", "/v1/models": "models"}
 # Characters per server-sent event when an already finished answer is streamed.
@@ -542,6 +544,41 @@ class ServerState:
         return ok, {"status": "ok" if ok else "unavailable", "tiers": tiers, "queue": self.admission.count}
 
 
+def _max_body_bytes(config: "RouterLLMConfig") -> int:
+    """Largest request body worth parsing: the prompt limit at JSON's worst case (a \\uXXXX escape,
+    6 bytes, per character) plus room for the other fields. Beyond it: 413 before any parsing."""
+    return 6 * config.server.max_prompt_chars + BODY_SLACK_BYTES
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware: refuses a request whose Content-Length exceeds `max_bytes` with an
+    OpenAI-style 413, before the body is read. (A chunked body without Content-Length is read and
+    then checked field by field: max_prompt_chars.)"""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length":
+                    try:
+                        size = int(value)
+                    except ValueError:
+                        size = 0
+                    if size > self.max_bytes:
+                        response = ApiError(
+                            413, f"The request body has {size} bytes; this server reads at most {self.max_bytes} "
+                            "(from server.max_prompt_chars). Shorten the prompt.", "invalid_request_error",
+                            param="prompt", code="request_too_large",
+                        ).response()
+                        await response(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
 def _jsonable(value: Any) -> Any:
     try:
         json.dumps(value)
@@ -626,6 +663,7 @@ def build_app(config: "RouterLLMConfig", backends: dict[str, Backend] | None = N
 
     app = FastAPI(title="routerllm", description=__doc__, version="0.1.0", lifespan=lifespan)
     app.state.routerllm = ServerState(config, backends)
+    app.add_middleware(BodySizeLimit, max_bytes=_max_body_bytes(config))
 
     def state_of(request: Request) -> ServerState:
         return request.app.state.routerllm
