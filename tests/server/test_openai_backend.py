@@ -193,3 +193,36 @@ def test_the_service_streams_an_openai_tier_live_and_falls_back_before_the_first
         assert "def truncate_number" in "".join(c.choices[0].text for c in chunks if c.choices)
         time.sleep(0.2)
         assert "routerllm_queue_depth 0.0" in httpx.get(url.removesuffix("/v1") + "/metrics").text
+
+
+def test_the_service_time_limit_covers_a_live_stream_that_never_starts(upstream, monkeypatch):
+    """The upstream freezes and the backend's own timeout is long: the server's request_timeout_s
+    ends the wait and the small tier answers (the stuck thread keeps its queue slot until it ends)."""
+    import signal
+
+    import openai
+    from serverkit import SMALL_FILE, TASK, running
+
+    from routerllm.config import config_from_dict
+
+    monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
+    config = config_from_dict({
+        "models": {
+            "large_llm": {"name": "remote", "backend": "openai", "base_url": upstream.url, "model_id": "gpt4",
+                          "api_key_env": "UPSTREAM_KEY", "request_timeout_s": 3, "max_retries": 0},
+            "small_llms": [{"name": "mistral7b", "backend": "replay", "replay_file": str(SMALL_FILE)}],
+        },
+        "router": {"strategy": "large", "strategies": ["large"]},
+        "server": {"api_keys_env": None, "request_timeout_s": 0.5},
+    })
+    with running(config) as url:
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=30)
+        upstream.signal(signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            chunks = list(client.completions.create(model="remote", prompt="x", stream=True, extra_body=TASK))
+            assert time.monotonic() - start < 2.5
+        finally:
+            upstream.signal(signal.SIGCONT)
+        info = chunks[0].model_extra["routerllm"]
+        assert info["fallback"] is True and "request_timeout_s" in info["fallback_reason"]

@@ -48,3 +48,10 @@ def test_strategy_option_sets_what_router_means(tmp_path):
         assert r.json()["routerllm"]["tier"] == "gpt4"
     finally:
         proc.kill()
+
+
+def test_unknown_strategy_is_refused_before_loading(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(replay_config_dict()))
+    out = run_cli("serve", "--config", str(cfg), "--strategy", "psychic")
+    assert out.returncode == 2 and "psychic" in out.stderr and "use one of: small, large" in out.stderr

@@ -55,6 +55,14 @@ def serve(
     cfg = load_config(config)
     if strategy is not None:
         cfg.router.strategy = strategy
+    from routerllm.exceptions import RoutingError
+    from routerllm.routing import STRATEGIES
+
+    if cfg.router.strategy not in STRATEGIES:
+        raise RoutingError(
+            f"unknown routing strategy {cfg.router.strategy!r} (--strategy or router.strategy)",
+            fix=f"use one of: {', '.join(STRATEGIES)}",
+        )
     host = host or cfg.server.host
     port = port or cfg.server.port
     console = Console(stderr=True)

@@ -131,6 +131,7 @@ class TierProxy:
         """The backend's stream (text pieces, then the Generation), traced like generate()."""
         trace = _TRACE.get()
         if trace is not None:
+            trace.active = self.name
             trace.calls[self.name] = trace.calls.get(self.name, 0) + 1
         try:
             for item in self.backend.stream(request):
