@@ -268,6 +268,7 @@ class ModelSpec:
     _config: Any = field(default=None, repr=False)
     _param_count: int | None = field(default=None, repr=False)
     _meta_models: dict[str, Any] = field(default_factory=dict, repr=False)
+    _windows: list[int | None] | None = field(default=None, repr=False)
 
     # --- the transformers config ------------------------------------------------------------------
     @property
@@ -346,6 +347,11 @@ class ModelSpec:
 
         Mirrors transformers' `DynamicCache(config=...)` (cache_utils.get_layer_types_and_kwargs):
         a sliding layer keeps `sliding_window` tokens."""
+        if self._windows is None:
+            self._windows = self._layer_windows()
+        return list(self._windows)
+
+    def _layer_windows(self) -> list[int | None]:
         cfg = self.config
         try:
             from transformers.cache_utils import get_layer_types_and_kwargs

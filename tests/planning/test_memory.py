@@ -1,0 +1,112 @@
+"""Byte math against real bitsandbytes/transformers objects on this CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from routerllm.catalog import get_spec
+from routerllm.planning import memory
+
+
+def _held_bytes(module) -> int:
+    """Every tensor a (bnb) Linear holds: parameters, buffers, quantization state, int8 scales."""
+    total = sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
+    w = module.weight
+    qs = getattr(w, "quant_state", None)
+    while qs is not None:
+        for name in ("absmax", "code", "offset"):
+            t = getattr(qs, name, None)
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+        qs = getattr(qs, "state2", None)
+    scb = getattr(w, "SCB", None)
+    if isinstance(scb, torch.Tensor):
+        total += scb.numel() * scb.element_size()
+    return total
+
+
+@pytest.mark.parametrize("double_quant", [True, False])
+@pytest.mark.parametrize("shape", [(2048, 640), (640, 2048), (256, 192)])
+def test_nf4_bytes_equal_a_real_bitsandbytes_quantization(shape, double_quant):
+    bnb = pytest.importorskip("bitsandbytes")
+    out_f, in_f = shape
+    src = torch.nn.Linear(in_f, out_f, bias=False).to(torch.bfloat16)
+    q = bnb.nn.Linear4bit(in_f, out_f, bias=False, compute_dtype=torch.bfloat16,
+                          compress_statistics=double_quant, quant_type="nf4")
+    q.weight = bnb.nn.Params4bit(src.weight.data.clone(), requires_grad=False,
+                                 compress_statistics=double_quant, quant_type="nf4")
+    q = q.to("cpu")
+    assert q.weight.bnb_quantized
+    assert _held_bytes(q) == memory.nf4_weight_bytes(out_f * in_f, double_quant=double_quant)
+
+
+def test_int8_bytes_equal_a_real_bitsandbytes_quantization():
+    bnb = pytest.importorskip("bitsandbytes")
+    src = torch.nn.Linear(640, 2048, bias=False).to(torch.bfloat16)
+    q = bnb.nn.Linear8bitLt(640, 2048, bias=False, has_fp16_weights=False)
+    q.weight = bnb.nn.Int8Params(src.weight.data.clone(), requires_grad=False, has_fp16_weights=False)
+    q = q.to("cpu")
+    assert q.weight.dtype == torch.int8
+    assert _held_bytes(q) == memory.int8_weight_bytes(2048, 640)
+
+
+def test_bits_per_param():
+    assert memory.bits_per_param("nf4") == pytest.approx(4.127, abs=0.005)
+    assert memory.bits_per_param("nf4", double_quant=False) == pytest.approx(4.5, abs=0.005)
+    assert memory.bits_per_param("int8") == pytest.approx(8.0, abs=0.01)
+    assert memory.bits_per_param("none") == 16
+
+
+def test_toy_module_of_known_size():
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(1000, 64)
+            self.fc1 = torch.nn.Linear(64, 128)
+            self.fc2 = torch.nn.Linear(128, 64, bias=False)
+            self.norm = torch.nn.LayerNorm(64)
+
+    with torch.device("meta"):
+        toy = Toy()
+    sizes = memory.tensor_bytes_map(toy, "nf4", "bfloat16", {"fc1", "fc2"})
+    assert sizes["emb.weight"] == 1000 * 64 * 2
+    assert sizes["fc1.weight"] == memory.nf4_weight_bytes(64 * 128)
+    assert sizes["fc1.bias"] == 128 * 2
+    assert sizes["norm.weight"] == 64 * 2
+    assert memory.bytes_under("fc1", sizes) == memory.nf4_weight_bytes(64 * 128) + 256
+    assert memory.bytes_under("", sizes) == sum(sizes.values())
+
+
+def test_quantized_modules_follow_transformers_rules():
+    spec = get_spec("gemma3_270m")
+    model = spec.meta_model()
+    names = memory.quantizable_linears(model, "nf4")
+    assert len(names) == 18 * 7  # q, k, v, o, gate, up, down per layer
+    assert "lm_head" not in names  # tied to the embedding: kept at the load dtype
+    assert memory.quantizable_linears(model, "none") == set()
+
+
+def test_gemma_totals_match_design_facts():
+    spec = get_spec("gemma3_270m")
+    assert memory.weight_bytes_total(spec, "none") / 1e6 == pytest.approx(536.2, abs=0.5)
+    assert memory.weight_bytes_total(spec, "int8") / 1e6 == pytest.approx(436.4, abs=0.5)
+    assert memory.weight_bytes_total(spec, "nf4") / 1e6 == pytest.approx(387, abs=2)
+
+
+def test_kv_and_activations():
+    spec = get_spec("llama3_405b")
+    assert memory.kv_cache_bytes(spec, 4096, 1, 2) == 2 * 126 * 8 * 128 * 2 * 4096
+    assert memory.kv_cache_bytes(spec, 4096, 1, 2, layers=[0, 1]) == 2 * 2 * 8 * 128 * 2 * 4096
+    a1 = memory.activation_bytes(spec, 1024, 1, 2)
+    assert memory.activation_bytes(spec, 2048, 2, 2) == 4 * a1
+    assert memory.logits_bytes(spec, 1) == 2 * 128256 * 4
+
+
+def test_bad_dtype_and_quantization_raise_plan_errors():
+    from routerllm.exceptions import PlanError
+
+    with pytest.raises(PlanError, match="int3"):
+        memory.linear_weight_bytes(4, 4, "int3", 2)
+    with pytest.raises(PlanError, match="float8"):
+        memory.dtype_bytes("float8")
