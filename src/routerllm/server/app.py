@@ -321,6 +321,11 @@ class ServerState:
         for backend in self.owned:
             with contextlib.suppress(Exception):
                 backend.close()
+        for strategy in self.strategies.values():
+            close = getattr(strategy, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    close()
         if self.sandbox is not None:
             with contextlib.suppress(Exception):
                 self.sandbox.close()
