@@ -173,3 +173,17 @@ def test_skip_execution_then_execute_only(replay_setup):
     statuses = [r["samples"][0]["verdict"]["status"] for r in _records(results / "gen")]
     assert statuses == ["passed" if i % 4 != 3 else "failed" for i in range(8)]
     assert scored.summary["pass@1"] == pytest.approx(6 / 8)
+
+
+def test_preflight_refuses_before_loading_anything(tmp_path):
+    pytest.importorskip("routerllm.manager")
+    from routerllm.config import load_config
+    from routerllm.exceptions import PlanError
+
+    cfg = load_config(ROOT / "configs" / "local_config.yaml")
+    starved = cfg.models.large_llm.model_copy(update={"max_memory": {"cpu": 10_000_000}})  # 10 MB of RAM
+    opts = BenchmarkOptions(config=cfg, model=starved, num_examples=2, results_dir=tmp_path, run_name="no",
+                            progress=False)
+    with pytest.raises(PlanError, match="cannot run"):
+        run_benchmark(opts)
+    assert not (tmp_path / "no").exists()  # refused before the run directory or the model existed

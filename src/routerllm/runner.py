@@ -345,6 +345,7 @@ def default_preflight(config: "RouterLLMConfig", model: "ModelConfig") -> dict[s
             fix="; ".join(plan.suggestions) or "lower models.<tier>.max_memory / context_length, use 4-bit, or run on bigger hardware",
         )
     log.info("pre-flight %s: %s (%s)", model.name, plan.verdict, plan.reason)
+    info["_manager"] = manager  # handed to the local backend so the plan is not made twice (not saved)
     return info
 
 
@@ -456,7 +457,13 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
     carbon = CarbonTracker(bench.country_iso_code, output_dir=run_dir, enabled=bench.track_co2)
     monitor = ResourceMonitor(interval_s=1.0, path=run_dir / MONITOR_FILE)
     intensity = carbon_intensity_kg_per_kwh(bench.country_iso_code)
-    backend = make_backend(model)
+    backend_kwargs: dict[str, Any] = {}
+    manager = preflight.pop("_manager", None)
+    if model.backend == "local":
+        backend_kwargs["progress"] = opts.progress
+        if manager is not None:
+            backend_kwargs["manager"] = manager
+    backend = make_backend(model, **backend_kwargs)
     sandbox = None if skip_execution else _sandbox_for(config)
     previous = read_json(run_dir / SUMMARY_FILE) if (run_dir / SUMMARY_FILE).exists() else {}
     sessions: list[dict[str, Any]] = list(previous.get("sessions", []))
