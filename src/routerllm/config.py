@@ -158,6 +158,12 @@ class CascadeOptions(_Section):
     repair: bool = Field(False, description="one repair attempt with the failing example fed back")
     example_timeout_s: float = Field(5.0, gt=0, description="time limit for checking visible examples, s")
     escalate_without_examples: bool = True
+    agreement: int = Field(
+        1,
+        ge=1,
+        description="passing small answers that must agree on probe inputs (next to the visible examples) "
+        "before one is accepted; passing answers that disagree escalate. 1: accept the first that passes",
+    )
 
 
 class RouterSection(_Section):
@@ -166,6 +172,15 @@ class RouterSection(_Section):
     random_p: float = Field(0.5, ge=0, le=1, description="probability of the large model for 'random'")
     target_large_share: float = Field(0.5, ge=0, le=1, description="share of large calls 'learned' calibrates to")
     learned_model_path: str | None = Field(None, description="file written by `routerllm calibrate`")
+    learned_embedding: bool = Field(
+        False, description="'learned' adds the all-MiniLM-L6-v2 prompt embedding (pip extra 'learned') to its features"
+    )
+    heuristic_max_chars: int = Field(
+        900, gt=0, description="'heuristic': prompts whose docstring is longer than this (chars) go to the large tier"
+    )
+    heuristic_min_examples: int = Field(
+        1, ge=0, description="'heuristic': prompts with fewer visible examples than this go to the large tier"
+    )
     cascade: CascadeOptions = Field(default_factory=CascadeOptions)
     seed: int = 0
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import itertools
 import json
 import logging
 import re
@@ -304,43 +305,64 @@ def _doctests(info: _PromptInfo) -> list[Example]:
     return out
 
 
+_STRONG_SEP_RE = re.compile(r"^\s*(?:should\s+return|==>|=>|==|➞|→|returns?)\s*")
+
+
 def _line_calls(info: _PromptInfo) -> list[Example]:
-    """`f(x) <separator> y` anywhere in the docstring, the call possibly spanning lines."""
+    """`f(x) <separator> y` in the docstring: the call may span lines, the value may sit on the
+    next line (`f("14.5") should\\n return 15`), and a call in the middle of a sentence counts when
+    it names the entry point and a strong separator follows (`should return`, `==`, `=>`, `➞`)."""
     out: list[Example] = []
     text = info.body
-    for line_match in re.finditer(r"^[^\n]*", text, flags=re.MULTILINE):
-        line_start = line_match.start()
-        line = line_match.group(0)
+    line_starts = {m.start(): m.group(0) for m in re.finditer(r"^[^\n]*", text, flags=re.MULTILINE)}
+    candidates: list[tuple[int, bool, bool]] = []  # (call start, at line start, doctest line)
+    for line_start, line in line_starts.items():
         prefix = _LINE_PREFIX_RE.match(line)
-        start = line_start + (prefix.end() if prefix else 0)
+        candidates.append((line_start + (prefix.end() if prefix else 0), True, line.lstrip().startswith(">>>")))
+    for m in re.finditer(rf"(?<![\w.]){re.escape(info.entry_point)}\s*\(", text):
+        if all(m.start() != c[0] for c in candidates):
+            candidates.append((m.start(), False, False))
+    for start, at_line_start, doctest_line in sorted(candidates):
         call_match = _IDENT_CALL_RE.match(text, start)
         if call_match is None or not _call_target(call_match.group(1), info):
             continue
-        doctest_line = line.lstrip().startswith(">>>")
+        if not at_line_start and call_match.group(1) != info.entry_point:
+            continue
         close = _matching_paren(text, call_match.end() - 1)
         if close is None:
             continue
         call_src = text[call_match.start() : close + 1]
         line_end = text.find("\n", close)
-        rest = text[close + 1 : line_end if line_end != -1 else len(text)]
-        sep = _SEP_RE.match(rest)
-        if sep is None or (sep.group(0).strip() == "" and not doctest_line):
-            if not doctest_line:
-                continue
-            sep_end = 0  # `>>> f(x) [0, 1]`: a doctest with its output on the same line
-        else:
-            sep_end = sep.end()
-        if sep is not None and sep.group(0).strip() == ":" and not rest[sep_end:].strip():
-            continue
-        found = _leading_literal(rest[sep_end:])
+        line_end = len(text) if line_end == -1 else line_end
+        rest = text[close + 1 : line_end]
+        next_end = text.find("\n", line_end + 1)
+        next_line = text[line_end + 1 : len(text) if next_end == -1 else next_end].strip()
+        found = _value_after_call(rest, at_line_start=at_line_start, doctest_line=doctest_line)
+        if found is None and next_line and not next_line.startswith(">>>") and not _IDENT_CALL_RE.match(next_line):
+            # the sentence goes on: `should` / `should return` at the end of the line
+            if re.fullmatch(r"\s*(?:should(?:\s+return)?|returns?|==>?|=>|➞|->)?\s*", rest):
+                found = _value_after_call(rest + " " + next_line, at_line_start=at_line_start, doctest_line=False)
         if found is None:
             continue
         call = _normalize_call(call_src, info, literal_args=True)
         if call is None:
             continue
-        raw = text[call_match.start() : line_end if line_end != -1 else len(text)].strip()
+        raw = text[call_match.start() : line_end].strip()
         out.append(Example(call, repr(found[1]), raw))
     return out
+
+
+def _value_after_call(rest: str, *, at_line_start: bool, doctest_line: bool) -> tuple[str, object] | None:
+    sep = (_SEP_RE if at_line_start else _STRONG_SEP_RE).match(rest)
+    if sep is None or not sep.group(0).strip():
+        if not doctest_line:
+            return None
+        sep_end = 0  # `>>> f(x) [0, 1]`: a doctest with its output on the same line
+    else:
+        sep_end = sep.end()
+    if sep is not None and sep.group(0).strip() == ":" and not rest[sep_end:].strip():
+        return None
+    return _leading_literal(rest[sep_end:])
 
 
 def _assignments(text: str) -> list[str] | None:
@@ -495,7 +517,67 @@ def candidate_code(prompt: str, completion: str, entry_point: str) -> str:
     return prompt + completion + "\n"
 
 
-_CHECK_TEMPLATE = '''
+# --- probes: inputs near the visible ones -----------------------------------------------------------
+
+# Probes compare several candidate answers with each other (never with an expected value): two
+# answers that pass every visible example but disagree on an input next to them cannot both be
+# right. Mutations stay small so that probes remain in the task's domain and run fast.
+MAX_PROBES = 48
+PROBE_TIMEOUT_S = 0.5  # per probe call; a correct answer to a HumanEval task takes microseconds
+
+
+def _mutations(value: object) -> list[object]:
+    """Small changes of one argument, edge cases first (empty, one element, zero, one): wrong
+    answers that still pass the visible examples most often differ from right ones there."""
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        out = [value + 1, value - 1, 0, 1]
+        if 0 < abs(value) < 100:
+            out.append(value * 2)
+        return out
+    if isinstance(value, float):
+        return [value + 0.5, value * 2, -value, 0.0]
+    if isinstance(value, str):
+        return ["", value[:1], value[::-1], value.swapcase(), value[:-1], value + value[:1], value + value]
+    if isinstance(value, list):
+        out: list[object] = [[], value[:1], value[::-1], value[:-1], value + value[:1], value[1:] + value[:1], value + value]
+        if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            out += [[v + 1 for v in value], [v - 1 for v in value]]
+        return out
+    if isinstance(value, tuple):
+        return [tuple(m) for m in _mutations(list(value)) if isinstance(m, list)]
+    return []
+
+
+def probe_calls(examples: list[Example], limit: int = MAX_PROBES) -> list[str]:
+    """Calls on inputs next to the visible examples' inputs: each literal argument mutated once
+    (numbers +-1 and doubled, strings and lists reversed, shortened, extended, rotated)."""
+    per_example: list[list[str]] = []
+    seen = {e.call_src for e in examples}
+    for example in examples:
+        calls: list[str] = []
+        per_example.append(calls)
+        tree = _parses(example.call_src)
+        if tree is None or not isinstance(tree.body, ast.Call) or tree.body.keywords:
+            continue
+        try:
+            args = [ast.literal_eval(a) for a in tree.body.args]
+        except (ValueError, SyntaxError):
+            continue
+        func = ast.unparse(tree.body.func)
+        for i, arg in enumerate(args):
+            for mutated in _mutations(arg):
+                call = f"{func}({', '.join(repr(a) for a in [*args[:i], mutated, *args[i + 1:]])})"
+                if call not in seen:
+                    seen.add(call)
+                    calls.append(call)
+    # round robin over the examples, so that every example contributes before the limit
+    ordered = [c for group in itertools.zip_longest(*per_example) for c in group if c is not None]
+    return ordered[:limit]
+
+
+_CHECK_TEMPLATE = """
 
 # ---- routerllm: visible examples from the prompt -------------------------------------------
 def __routerllm_close(got, want):
@@ -511,8 +593,9 @@ def __routerllm_close(got, want):
 
 
 def __routerllm_run_examples():
-    import json as _json, sys as _sys
+    import hashlib as _h, json as _json, signal as _sig, sys as _sys
     examples = {examples!r}
+    probes = {probes!r}
     failed = []
     for index, (call_src, expected_src) in enumerate(examples):
         try:
@@ -527,7 +610,32 @@ def __routerllm_run_examples():
         if not __routerllm_close(got, want):
             failed.append({{"index": index, "call": call_src, "expected": expected_src,
                             "got": repr(got)[:200]}})
-    print({marker!r}, _json.dumps({{"total": len(examples), "failed": failed}}), flush=True)
+    record = {{"total": len(examples), "failed": failed}}
+    if probes and not failed:
+        class _Slow(BaseException):
+            pass
+        def _alarm(*_):
+            raise _Slow()
+        _sig.signal(_sig.SIGALRM, _alarm)
+        outputs = []
+        for call_src in probes:
+            _sig.setitimer(_sig.ITIMER_REAL, {probe_timeout_s!r})
+            try:
+                out = repr(eval(call_src))
+            except _Slow:
+                out = "<timed out>"
+            except BaseException as exc:
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                out = "<" + type(exc).__name__ + ">"
+            finally:
+                _sig.setitimer(_sig.ITIMER_REAL, 0)
+            outputs.append(out)
+        record["probes"] = len(probes)
+        record["probe_timeouts"] = outputs.count("<timed out>")
+        record["fingerprint"] = _h.sha256(_json.dumps(outputs).encode()).hexdigest()[:16]
+    _sys.stdout = _sys.__stdout__
+    print({marker!r}, _json.dumps(record), flush=True)
     if failed:
         first = failed[0]
         detail = first.get("error") or ("got " + first["got"])
@@ -537,14 +645,37 @@ def __routerllm_run_examples():
 
 
 __routerllm_run_examples()
-'''
+"""
+
+_SILENCE = """import sys as __routerllm_sys
 
 
-def build_check_program(code: str, examples: list[Example]) -> str:
+class __RouterllmSink:
+    def write(self, data):
+        return len(data)
+
+    def flush(self):
+        pass
+
+
+__routerllm_sys.stdout = __RouterllmSink()  # the candidate's own prints are not needed
+"""
+
+
+def build_check_program(code: str, examples: list[Example], probes: list[str] | None = None,
+                        probe_timeout_s: float = PROBE_TIMEOUT_S) -> str:
     """`code` followed by a check of every example; exits non-zero (AssertionError naming the
-    first failure) when any fails, and prints `ROUTERLLM_EXAMPLES {"total", "failed"}`."""
+    first failure) when any fails, and prints `ROUTERLLM_EXAMPLES {"total", "failed", ...}`.
+    With `probes` (and every example passed) it also runs those calls and adds a `fingerprint`
+    of their results, to compare candidates with each other."""
     pairs = [(e.call_src, e.expected_src) for e in examples]
-    return code + _CHECK_TEMPLATE.format(examples=pairs, rel_tol=REL_TOL, abs_tol=ABS_TOL, marker=RESULT_MARKER)
+    future = [ln for ln in code.splitlines() if ln.startswith("from __future__ import")]
+    if future:  # must stay the first statements of the program
+        code = "\n".join(ln for ln in code.splitlines() if not ln.startswith("from __future__ import"))
+    return "\n".join(future) + "\n" + _SILENCE + "\n" + code + _CHECK_TEMPLATE.format(
+        examples=pairs, probes=list(probes or []), rel_tol=REL_TOL, abs_tol=ABS_TOL,
+        marker=RESULT_MARKER, probe_timeout_s=probe_timeout_s,
+    )
 
 
 def parse_check_output(stdout: str) -> dict | None:

@@ -114,6 +114,9 @@ class Strategy(ABC):
     def answer(self, request: GenerationRequest, entry_point: str | None = None) -> RoutedAnswer:
         """Answer one request. `entry_point` is the function the prompt asks for, when known."""
 
+    def close(self) -> None:
+        """Release what the strategy itself holds (not the tiers). Idempotent."""
+
     # --- helpers shared by strategies -------------------------------------------------------
 
     @property
@@ -159,6 +162,7 @@ class Strategy(ABC):
                 "prompt_tokens": generation.prompt_tokens,
                 "completion_tokens": generation.completion_tokens,
                 "energy_kwh": generation.energy_kwh,
+                "co2_kg": generation.extra.get("co2_kg"),
                 "timing": generation.timing,
                 **record,
             }

@@ -6,7 +6,10 @@ from typing import TYPE_CHECKING
 
 from routerllm.exceptions import RoutingError
 from routerllm.routing.base import Strategy, Tiers
+from routerllm.routing.cascade import CascadeStrategy
+from routerllm.routing.heuristic import HeuristicStrategy
 from routerllm.routing.large import LargeStrategy
+from routerllm.routing.learned import LearnedStrategy
 from routerllm.routing.random import RandomStrategy
 from routerllm.routing.small import SmallStrategy
 
@@ -20,6 +23,9 @@ STRATEGIES: dict[str, type[Strategy]] = {
         SmallStrategy,
         LargeStrategy,
         RandomStrategy,
+        HeuristicStrategy,
+        CascadeStrategy,
+        LearnedStrategy,
     )
 }
 
