@@ -130,6 +130,21 @@ def test_hundred_megabytes_of_output(sandbox, healthy):
 
 
 def test_files_outside_the_sandbox_untouched(sandbox, healthy, tmp_path):
+    _check_files_untouched(sandbox, tmp_path)
+
+
+def test_files_untouched_in_user_namespace_mode(monkeypatch, tmp_path):
+    """Without an own uid (user namespaces, non-root runners) the mounts are made read-only."""
+    if sandbox_mod.isolation_mode() == "none":
+        pytest.skip("no namespaces here")
+    monkeypatch.setattr(sandbox_mod, "isolation_mode", lambda: "user-ns")
+    with Sandbox(timeout_s=TIMEOUT_S, workers=1) as sb:
+        assert "read-only remount" in sb.start().isolation
+        _check_files_untouched(sb, tmp_path)
+        assert sb.run("import os\nopen('here.txt', 'w').write('x')\nopen('/dev/null', 'w').write('x')").passed
+
+
+def _check_files_untouched(sandbox, tmp_path):
     canary = tmp_path / "canary.txt"
     canary.write_text("original")
     repo_dir = Path(__file__).resolve().parents[2] / "logs"  # a non-/tmp directory (contents git-ignored)

@@ -49,8 +49,18 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 CAP_DAC_READ_SEARCH = 2
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
+MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_RELATIME = 1 << 21
+# per-mount flags that must be kept on a remount (the kernel refuses to clear locked ones in a userns)
+_MOUNT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
+                "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -76,6 +86,29 @@ def _mount_tmpfs(target: str, size_mb: int) -> bool:
     opts = f"size={size_mb}m,mode=1777".encode()
     rc = _libc.mount(b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts)
     return rc == 0
+
+
+def _remount_read_only(skip_prefixes: tuple[str, ...] = ("/proc", "/sys", "/dev")) -> tuple[int, int]:
+    """In this private mount namespace, make every mount read-only (the host is not affected).
+    Returns (remounted, total). Device nodes stay usable: EROFS does not apply to them."""
+    mounts = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        for line in fh:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")  # \040 -> space
+            options = fields[5].split(",")
+            mounts.append((point, options))
+    done = attempted = 0
+    for point, options in mounts:
+        if any(point == p or point.startswith(p + "/") for p in skip_prefixes):
+            continue
+        attempted += 1
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        for opt in options:
+            flags |= _MOUNT_FLAGS.get(opt, 0)
+        if _libc.mount(None, point.encode(), None, flags, None) == 0:
+            done += 1
+    return done, attempted
 
 
 def _drop_privileges(uid: int) -> None:
@@ -186,6 +219,11 @@ class Worker:
         self.tmp_root = tempfile.gettempdir()
         notes = []
         if self.pid1:
+            if cfg.get("uid") is None:
+                # no uid of its own (user-namespace mode): the program runs as the runner's user, so
+                # the filesystem itself is made read-only in this mount namespace
+                done, total = _remount_read_only()
+                notes.append(f"read-only remount of {done}/{total} mounts")
             # private, memory-backed /tmp and friends: nothing a program writes there reaches the host
             mounted = [d for d in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock") if _mount_tmpfs(d, cfg["tmpfs_mb"])]
             if "/tmp" in mounted:
