@@ -98,12 +98,16 @@ def added_latency(port: int, cfg: dict, n: int) -> None:
         client.completions.create(model="mistral7b", prompt="def f():", max_tokens=256,
                                   extra_body={"routerllm": {"task_id": task}})
     served: dict[str, list[float]] = {"mistral7b": [], "router": []}
+    bare: list[float] = []  # GET /v1/models: the HTTP stack and client alone, no generation, no thread hop
     for task in tasks:
         for model in served:
             start = time.perf_counter()
             client.completions.create(model=model, prompt="def f():", max_tokens=256,
                                       extra_body={"routerllm": {"task_id": task}})
             served[model].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        client.models.list()
+        bare.append(time.perf_counter() - start)
 
     ms = 1e3
     print(f"== added latency ({n} requests each, replay backend, keep-alive openai client)")
@@ -111,6 +115,8 @@ def added_latency(port: int, cfg: dict, n: int) -> None:
     for model, values in served.items():
         label = f"service, model={model!r}"
         print(f"  {label:36s} p50 {pct(values, 50) * ms:7.3f} ms   p95 {pct(values, 95) * ms:7.3f} ms")
+    print(f"  (reference) GET /v1/models, no generation p50 {pct(bare, 50) * ms:7.3f} ms   p95 {pct(bare, 95) * ms:7.3f} ms"
+          f"   load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for model, values in served.items():
         added = (pct(values, 50) - pct(direct, 50)) * ms
         added95 = (pct(values, 95) - pct(direct, 95)) * ms

@@ -123,8 +123,8 @@ class ServeProcess:
     """`routerllm serve` in a subprocess (its own process group), serving `config` over HTTP."""
 
     def __init__(self, config: dict[str, Any], tmp_path: Path, name: str = "upstream",
-                 extra_args: list[str] | None = None) -> None:
-        self.port = free_port()
+                 extra_args: list[str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.path = tmp_path / f"{name}.yaml"
         self.path.write_text(yaml.safe_dump(config))
         self.log = tmp_path / f"{name}.log"

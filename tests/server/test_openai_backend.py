@@ -226,3 +226,37 @@ def test_the_service_time_limit_covers_a_live_stream_that_never_starts(upstream,
             upstream.signal(signal.SIGCONT)
         info = chunks[0].model_extra["routerllm"]
         assert info["fallback"] is True and "request_timeout_s" in info["fallback_reason"]
+
+
+def test_an_endpoint_down_at_start_up_is_unready_then_joins_when_it_comes_up(tmp_path):
+    import openai
+    from serverkit import SMALL_FILE, TASK, ServeProcess, running
+
+    from routerllm.config import config_from_dict
+
+    port = free_port()
+    config = config_from_dict({
+        "models": {
+            "large_llm": {"name": "remote", "backend": "openai", "base_url": f"http://127.0.0.1:{port}/v1",
+                          "model_id": "gpt4", "request_timeout_s": 5, "max_retries": 0},
+            "small_llms": [{"name": "mistral7b", "backend": "replay", "replay_file": str(SMALL_FILE)}],
+        },
+        "router": {"strategy": "large", "strategies": ["large"]},
+        "server": {"api_keys_env": None},
+    })
+    with running(config) as url:
+        base = url.removesuffix("/v1")
+        down = httpx.get(f"{base}/health")
+        assert down.status_code == 503 and "cannot connect" in down.json()["tiers"]["remote"]["error"]
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=30)
+        early = client.completions.create(model="router", prompt="x", extra_body=TASK).model_extra["routerllm"]
+        assert early["fallback"] and early["tier"] == "mistral7b"
+        upstream = ServeProcess(replay_config_dict(), tmp_path, port=port)
+        try:
+            upstream.wait_ready()
+            up = httpx.get(f"{base}/health")
+            assert up.status_code == 200 and up.json()["tiers"]["remote"]["ready"] is True
+            late = client.completions.create(model="router", prompt="x", extra_body=TASK).model_extra["routerllm"]
+            assert not late["fallback"] and late["tier"] == "remote"
+        finally:
+            upstream.kill()

@@ -523,8 +523,10 @@ class ServerState:
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         def check(proxy: TierProxy) -> bool:
-            if not proxy.loaded and self.ready:  # a tier that failed to load (an endpoint down at start)
-                proxy.load()
+            if not proxy.loaded:
+                if self.tier_configs[proxy.name].backend != "openai":
+                    raise BackendError(proxy.load_error or "not loaded")  # a local load is not retried per probe
+                proxy.load()  # an endpoint that was down at start-up may be up now
                 proxy.loaded, proxy.load_error = True, None
             return proxy.health()
 
