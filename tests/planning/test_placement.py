@@ -152,3 +152,27 @@ def test_bad_options_name_the_argument():
         plan(spec, hw, PlanOptions(max_memory={"gpu0": 1}))
     with pytest.raises(PlanError, match="spec"):
         plan("gemma3_270m", hw, PlanOptions())
+
+
+def test_suggestions_say_how_many_gpus_4bit_and_context():
+    spec = get_spec("llama3_70b")
+    p = plan(spec, get_profile("1xA100-80GB"), PlanOptions(context_length=4096))
+    assert p.verdict == "cpu_offload"
+    text = " | ".join(p.suggestions)
+    assert "2 x A100-80GB" in text and "4-bit" in text
+    assert p.min_gpus == 2
+    # NF4 weights (~40 GB) fit; a 128k context's KV (~43 GB) does not: suggest a context that fits
+    p = plan(spec, get_profile("1xA100-80GB"), PlanOptions(quantization="nf4", context_length=131072))
+    assert p.verdict != "fits_gpu"
+    ctx = [s for s in p.suggestions if "--context" in s]
+    assert ctx
+    n = int(ctx[0].split("--context ")[1].split()[0])
+    assert 4096 < n < 131072
+    assert plan(spec, get_profile("1xA100-80GB"), PlanOptions(quantization="nf4", context_length=n)).verdict == "fits_gpu"
+
+
+def test_explicit_max_memory_uses_only_named_devices():
+    spec = get_spec("llama3_70b")
+    p = plan(spec, get_profile("8xA100-80GB"), PlanOptions(max_memory={0: 70 * GB, 1: 70 * GB, "cpu": 100 * GB}))
+    assert {d.device for d in p.devices} <= {0, 1, "cpu", "disk"}
+    assert set(p.max_memory) == {0, 1, "cpu"}

@@ -161,15 +161,19 @@ def _print_rich(result: Any, vllm: dict[str, Any] | None) -> None:
                   f"on [bold]{hw['name']}[/] — quantization {result.options['quantization']}, dtype {result.options['dtype']}, "
                   f"context {result.options['context_length']} x batch {result.options['batch_size']}")
     table = Table(title="Placement (accelerate device map)")
-    for col in ("device", "layers", "weights", "KV cache", "activations", "overhead", "total", "budget", "fits"):
+    staging = any(d.offload_staging_bytes for d in result.devices)
+    cols = ["device", "layers", "weights", "KV cache", "activations", "overhead"] + (["offload staging"] if staging else [])
+    for col in cols + ["total", "budget", "fits"]:
         table.add_column(col, justify="right" if col not in ("device",) else "left")
     for d in result.devices:
         layers = f"{d.num_layers}" + (f" ({d.layers[0]}-{d.layers[-1]})" if d.layers else "")
         table.add_row(str(d.device), layers, _gb(d.weight_bytes) + (" q" if d.quantized else ""), _gb(d.kv_bytes),
-                      _gb(d.activation_bytes), _gb(d.overhead_bytes), _gb(d.total_bytes),
+                      _gb(d.activation_bytes), _gb(d.overhead_bytes),
+                      *([_gb(d.offload_staging_bytes)] if staging else []), _gb(d.total_bytes),
                       "unlimited" if d.device == "disk" and not d.budget_bytes else _gb(d.budget_bytes),
                       "[green]yes[/]" if d.fits else "[red]no[/]")
     console.print(table)
+    console.print("  (q: quantized weights; budget: the device's capacity, explicit max_memory or the hardware's)")
     colour = {"fits_gpu": "green", "cpu_offload": "yellow", "disk_offload": "yellow", "cannot_run": "red"}[result.verdict]
     console.print(f"Verdict: [bold {colour}]{result.verdict}[/] — {result.reason}")
     for s in result.suggestions:

@@ -97,6 +97,7 @@ class DevicePlan:
     budget_bytes: int  # the device's capacity (explicit max_memory or the hardware's)
     layers: list[int] = field(default_factory=list)
     quantized: bool = False  # whether Linear weights here are quantized
+    offload_staging_bytes: int = 0  # main GPU: the largest offloaded module, copied in for its forward
 
     @property
     def num_layers(self) -> int:
@@ -168,11 +169,11 @@ def _capacities(hardware: Hardware, options: PlanOptions) -> tuple[dict[Any, int
     caps: dict[Any, int] = {}
     overhead: dict[Any, int] = {}
     is_explicit: dict[Any, bool] = {}
-    gpu_ids = sorted({g.index for g in hardware.gpus} | {k for k in explicit if isinstance(k, int)})
-    if options.max_memory is not None and any(isinstance(k, int) for k in explicit):
-        gpu_ids = sorted(k for k in explicit if isinstance(k, int))  # explicit GPU budgets: only those GPUs
-    elif options.max_memory is not None and not any(isinstance(k, int) for k in explicit) and "cpu" in explicit:
-        gpu_ids = []  # e.g. {'cpu': ...} alone: a CPU placement, as accelerate would do on this machine
+    # accelerate uses exactly the devices a given max_memory names (plus disk, always last)
+    if options.max_memory is not None:
+        gpu_ids = sorted(k for k in explicit if isinstance(k, int))
+    else:
+        gpu_ids = sorted(g.index for g in hardware.gpus)
     phys = {g.index: g.memory_bytes for g in hardware.gpus}
     for i in gpu_ids:
         context = options.cuda_context_bytes
@@ -186,8 +187,8 @@ def _capacities(hardware: Hardware, options: PlanOptions) -> tuple[dict[Any, int
             caps[i] = cap
             overhead[i] = context + int(cap * options.gpu_headroom_fraction)
             is_explicit[i] = False
-    if "cpu" in explicit:
-        caps["cpu"], overhead["cpu"], is_explicit["cpu"] = int(explicit["cpu"]), 0, True
+    if options.max_memory is not None:  # no 'cpu' key: accelerate puts nothing on the CPU
+        caps["cpu"], overhead["cpu"], is_explicit["cpu"] = int(explicit.get("cpu", 0)), 0, True
     else:
         caps["cpu"] = hardware.cpu_ram
         overhead["cpu"] = int(hardware.cpu_ram * options.cpu_headroom_fraction)
@@ -233,6 +234,8 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
         for d in exec_devices:
             kv_res[d] = min(int(kv_all * caps[d] / total_cap), caps[d])
     cpu_shrink = 0
+    gpu_shrink: dict[Any, int] = {d: 0 for d in gpu_ids}
+    staging: dict[Any, int] = {}
     placement = None
     budgets: dict[Any, int] = {}
     for _ in range(MAX_ITERATIONS):
@@ -240,7 +243,7 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
         for d in caps:
             if d == "disk":
                 continue
-            b = caps[d] - fixed_overhead[d] - act_res[d] - kv_res[d] - (cpu_shrink if d == "cpu" else 0)
+            b = caps[d] - fixed_overhead[d] - act_res[d] - kv_res[d] - (cpu_shrink if d == "cpu" else gpu_shrink.get(d, 0))
             budgets[d] = max(int(b), 0)
         # no 'disk' key: accelerate always ends with an unlimited disk; its capacity is checked after
         placement = place(model, budgets, quantization=options.quantization, load_dtype=dtype,
@@ -259,6 +262,15 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
             # geometrically so a placement that does not move still converges
             cpu_shrink = max(2 * cpu_shrink, cpu_shrink + cpu_weights - cpu_room)
             changed = True
+        staging = _offload_staging(spec, placement, dtype, gpu_ids)
+        for d, extra in staging.items():
+            # an offloaded module is copied to the main GPU at load dtype for its forward; accelerate
+            # keeps room for its largest (quantized-size) layer there, which usually covers it
+            used_here = placement.weight_bytes_by_device.get(d, 0) + kv_res.get(d, 0) + act_res[d] + extra
+            room = caps[d] - fixed_overhead[d]
+            if used_here > room:
+                gpu_shrink[d] = max(2 * gpu_shrink[d], gpu_shrink[d] + used_here - room)
+                changed = True
         if not changed:
             break
     assert placement is not None
@@ -276,9 +288,10 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
         if isinstance(d, int) and d not in used and kv == 0:
             act = 0
         over = fixed_overhead.get(d, 0) if d != "cpu" else 0
+        stage = staging.get(d, 0)
         devices.append(DevicePlan(
             device=d, weight_bytes=w, kv_bytes=kv, activation_bytes=act, overhead_bytes=over,
-            total_bytes=w + kv + act + over,
+            total_bytes=w + kv + act + over + stage, offload_staging_bytes=stage,
             budget_bytes=caps[d] if d != "cpu" else caps["cpu"] - fixed_overhead["cpu"],
             layers=placement.layers_by_device.get(d, []), quantized=d in placement.quantized_on,
         ))
@@ -349,6 +362,24 @@ def _kv_by_device(spec: Any, placement: Any, tokens: int, batch: int, kv_nbytes:
         target = dev if isinstance(dev, int) else main
         out[target] = out.get(target, 0) + spec.kv_cache_bytes(tokens, batch, kv_nbytes, layers)
     return out
+
+
+def _offload_staging(spec: Any, placement: Any, dtype: str, gpu_ids: list[int]) -> dict[Any, int]:
+    """{main GPU: bytes of the largest module offloaded to cpu/disk, at load dtype}.
+
+    accelerate's hooks (attach_align_device_hook, place_submodules=False) bring each offloaded leaf
+    module's weights to the execution device just for its forward pass, one at a time."""
+    used_gpus = [d for d in placement.device_map.values() if isinstance(d, int)]
+    if not used_gpus or not placement.offloaded_modules:
+        return {}
+    full = memory.tensor_bytes_map(spec.meta_model(dtype), "none", dtype, set())
+    offloaded = placement.offloaded_modules
+    per_module: dict[str, int] = {}
+    for name, size in full.items():
+        module = name.rsplit(".", 1)[0] if "." in name else ""
+        if any(module == k or module.startswith(k + ".") or k == "" for k in offloaded):
+            per_module[module] = per_module.get(module, 0) + size
+    return {used_gpus[0]: max(per_module.values(), default=0)}
 
 
 def _load_bytes(spec: Any, placement: Any, dtype: str) -> dict[Any, int]:
@@ -423,15 +454,21 @@ def _suggestions(spec: Any, hardware: Hardware, options: PlanOptions, verdict: s
     if options.quantization != "nf4":
         w4 = memory.weight_bytes_total(spec, "nf4", str(options.dtype).replace("torch.", ""))
         out.append(f"4-bit NF4 (--quant nf4 / use_4bit: true) shrinks the weights to {format_size(w4)}")
-    kv = spec.kv_cache_bytes(options.context_length, options.batch_size, kv_nbytes)
-    total_gpu = sum(d.budget_bytes for d in devices if isinstance(d.device, int))
-    if gpu_ids and kv > 0.1 * max(total_gpu, 1) and options.context_length > 1024:
-        out.append(f"a shorter context: the KV cache takes {format_size(kv)} at {options.context_length} tokens "
-                   f"x batch {options.batch_size} ({format_size(spec.kv_bytes_per_token(kv_nbytes))}/token)")
+    # a shorter context: what is left on the GPUs after the weights, over KV bytes per token
+    gpu_devs = [d for d in devices if isinstance(d.device, int)]
+    if gpu_devs:
+        weights_all = memory.weight_bytes_total(spec, options.quantization, str(options.dtype).replace("torch.", ""))
+        room = sum(d.budget_bytes - d.overhead_bytes - d.activation_bytes for d in gpu_devs) - weights_all
+        per_token = spec.kv_bytes_per_token(kv_nbytes) * options.batch_size
+        if room > 0 and per_token > 0:
+            max_tokens = int(room // per_token) // 256 * 256
+            if 256 <= max_tokens < options.context_length:
+                out.append(f"a shorter context: --context {max_tokens} (KV {format_size(per_token)}/token at batch "
+                           f"{options.batch_size}) leaves room for all weights on the GPUs")
     if verdict == "cannot_run":
         cpu = next((d for d in devices if d.device == "cpu"), None)
         if cpu is not None and cpu.total_bytes > cpu.budget_bytes:
             out.append(f"more CPU RAM (--cpu-ram): needs {format_size(cpu.total_bytes)}")
-        if not any(d.device == "disk" for d in devices):
-            out.append("allow disk offload: set offload_folder and a 'disk' budget")
+            if not any(d.device == "disk" for d in devices):
+                out.append("allow disk offload: set offload_folder and a 'disk' budget")
     return out
