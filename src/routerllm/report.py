@@ -79,6 +79,7 @@ def plot_tradeoff(summary: dict[str, Any], path: Path) -> Path | None:
     if oracle:
         ax.scatter([oracle["large_share"]], [oracle["pass_at_1"]], marker="*", s=260, color="#d62728", zorder=5,
                    label=f"oracle (any tier solves): {oracle['pass_at_1']:.1%} at {oracle['large_share']:.0%} large")
+    placed: list[tuple[float, float]] = []
     for name in _order(systems):
         row = systems[name]
         if row.get("pass_at_1") is None:
@@ -88,8 +89,10 @@ def plot_tradeoff(summary: dict[str, Any], path: Path) -> Path | None:
         ax.scatter([row["large_share"]], [row["pass_at_1"]], s=size, color=color, zorder=6, edgecolor="white",
                    linewidth=1.2, label=f"{_label(name, summary.get('tiers', {}))}: {row['pass_at_1']:.1%} at "
                                         f"{row['large_share']:.0%} large")
-        ax.annotate(name, (row["large_share"], row["pass_at_1"]), textcoords="offset points", xytext=(7, -12),
-                    fontsize=9, color=color, fontweight="bold")
+        near = sum(1 for (px, py) in placed if abs(px - row["large_share"]) < 0.04 and abs(py - row["pass_at_1"]) < 0.02)
+        placed.append((row["large_share"], row["pass_at_1"]))
+        ax.annotate(name, (row["large_share"], row["pass_at_1"]), textcoords="offset points",
+                    xytext=(7, -12 - 11 * near), fontsize=9, color=color, fontweight="bold")
     ax.set_xlim(-0.03, 1.05)
     lo = min(y0, *(r["pass_at_1"] for r in systems.values() if r.get("pass_at_1") is not None))
     hi = max(y1, oracle["pass_at_1"] if oracle else 0, *(r["pass_at_1"] for r in systems.values() if r.get("pass_at_1") is not None))

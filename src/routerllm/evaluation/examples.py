@@ -617,22 +617,36 @@ def __routerllm_run_examples():
         def _alarm(*_):
             raise _Slow()
         _sig.signal(_sig.SIGALRM, _alarm)
+        def _canon(value, depth=0):
+            # floats to 9 significant digits: two right answers may differ in the last bits
+            if isinstance(value, float):
+                return float("%.9g" % value)
+            if depth < 4 and isinstance(value, (list, tuple)):
+                return type(value)(_canon(v, depth + 1) for v in value)
+            if depth < 4 and isinstance(value, dict):
+                return {{k: _canon(v, depth + 1) for k, v in value.items()}}
+            return value
+
         outputs = []
+        timeouts = 0
         for call_src in probes:
             _sig.setitimer(_sig.ITIMER_REAL, {probe_timeout_s!r})
             try:
-                out = repr(eval(call_src))
+                out = repr(_canon(eval(call_src)))
             except _Slow:
-                out = "<timed out>"
+                # an input outside the task's domain may make a right answer loop or raise: no
+                # result either way (which exception, or a timeout, is not a disagreement)
+                out = "<no result>"
+                timeouts += 1
             except BaseException as exc:
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
-                out = "<" + type(exc).__name__ + ">"
+                out = "<no result>"
             finally:
                 _sig.setitimer(_sig.ITIMER_REAL, 0)
             outputs.append(out)
         record["probes"] = len(probes)
-        record["probe_timeouts"] = outputs.count("<timed out>")
+        record["probe_timeouts"] = timeouts
         record["fingerprint"] = _h.sha256(_json.dumps(outputs).encode()).hexdigest()[:16]
     _sys.stdout = _sys.__stdout__
     print({marker!r}, _json.dumps(record), flush=True)
