@@ -260,3 +260,11 @@ def test_an_endpoint_down_at_start_up_is_unready_then_joins_when_it_comes_up(tmp
             assert not late["fallback"] and late["tier"] == "remote"
         finally:
             upstream.kill()
+
+
+def test_a_base_url_without_v1_is_reported_with_the_fix(upstream, monkeypatch):
+    monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
+    root = upstream.url.removesuffix("/v1")
+    with pytest.raises(BackendError) as exc:
+        backend_for(root).generate([GenerationRequest(prompt="x", task_id="HumanEval/2")])
+    assert "404" in str(exc.value) and "/v1" in exc.value.fix

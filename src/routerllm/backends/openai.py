@@ -290,6 +290,13 @@ class OpenAIBackend:
                     raise self._error(exc, "generating") from exc
                 raise _Retryable(exc, retry_after) from exc
             raise self._error(exc, "generating") from exc
+        except (GeneratorExit, _Retryable, BackendError):
+            raise
+        except Exception as exc:  # a malformed answer (no choices, bad JSON): the endpoint's fault
+            raise BackendError(
+                f"tier {self.name!r} at {self.base_url}: unexpected response ({type(exc).__name__}: {exc})",
+                fix="check that base_url points at an OpenAI-compatible /v1 endpoint (vLLM, SGLang, TGI, llama.cpp)",
+            ) from exc
 
     # --- errors ----------------------------------------------------------------------------------
 
