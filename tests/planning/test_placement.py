@@ -176,3 +176,69 @@ def test_explicit_max_memory_uses_only_named_devices():
     p = plan(spec, get_profile("8xA100-80GB"), PlanOptions(max_memory={0: 70 * GB, 1: 70 * GB, "cpu": 100 * GB}))
     assert {d.device for d in p.devices} <= {0, 1, "cpu", "disk"}
     assert set(p.max_memory) == {0, 1, "cpu"}
+
+
+def _resident_bytes(model) -> dict[str, int]:
+    """Bytes of every tensor the loaded model holds, per device type (meta = offloaded to disk)."""
+    import torch
+
+    out: dict[str, int] = {}
+    seen = set()
+    for module in model.modules():
+        for t in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            n = t.numel() * t.element_size()
+            qs = getattr(t, "quant_state", None)
+            while qs is not None:
+                for name in ("absmax", "code", "offset"):
+                    x = getattr(qs, name, None)
+                    if isinstance(x, torch.Tensor):
+                        n += x.numel() * x.element_size()
+                qs = getattr(qs, "state2", None)
+            scb = getattr(t, "SCB", None)
+            if isinstance(scb, torch.Tensor):
+                n += scb.numel() * scb.element_size()
+            out[t.device.type] = out.get(t.device.type, 0) + n
+    return out
+
+
+@pytest.mark.parametrize("quantization", ["none", "int8", "nf4"])
+def test_planned_cpu_bytes_equal_a_real_load(tiny_llama, quantization):
+    """The plan's device map loads as is, and the planned bytes are what transformers holds."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    spec = get_spec(tiny_llama)
+    p = plan(spec, get_profile("cpu-laptop"), PlanOptions(quantization=quantization, max_memory={"cpu": 10**9}))
+    assert p.device_map == {"": "cpu"}
+    qcfg = None
+    if quantization == "nf4":
+        qcfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.bfloat16)
+    elif quantization == "int8":
+        qcfg = BitsAndBytesConfig(load_in_8bit=True)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.bfloat16, device_map=p.device_map,
+                                                 quantization_config=qcfg)
+    held = _resident_bytes(model)
+    assert held == {"cpu": p.device("cpu").weight_bytes}  # byte-exact, buffers and quantization state included
+
+
+def test_offload_map_loads_and_generates(tiny_llama, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    spec = get_spec(tiny_llama)
+    model_meta = spec.meta_model()
+    weights = sum(tensor_bytes_map(model_meta, "none", "bfloat16", set()).values())
+    p = plan(spec, get_profile("cpu-laptop"),
+             PlanOptions(max_memory={"cpu": int(weights * 0.75)}, reserve_runtime=False, offload_folder=str(tmp_path)))
+    assert p.verdict == "disk_offload" and set(p.device_map.values()) == {"cpu", "disk"}
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.bfloat16, device_map=p.device_map,
+                                                 offload_folder=str(tmp_path))
+    held = _resident_bytes(model)
+    assert held.get("meta", 0) > 0  # the disk part is not in memory
+    out = model.generate(torch.tensor([[1, 5, 7]]), max_new_tokens=3, do_sample=False)
+    assert out.shape == (1, 6)
+    assert held["cpu"] == p.device("cpu").weight_bytes

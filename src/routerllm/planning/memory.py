@@ -118,15 +118,17 @@ def tensor_bytes_map(
 ) -> dict[str, int]:
     """{parameter/buffer name: bytes held in memory} for every distinct tensor of `model`.
 
-    Parameters of modules in `quantized` (their `.weight`) cost their quantized size; every other
-    floating tensor costs the load dtype (as transformers casts it); integer buffers their own size.
+    Parameters of modules in `quantized` (their `.weight`) cost their quantized size; other floating
+    parameters cost the load dtype (as transformers casts them); buffers cost their own dtype
+    (transformers 5.23 keeps rotary `inv_freq` in float32 under dtype=bfloat16).
     Tied parameters appear once (under their first name)."""
     nbytes = dtype_bytes(load_dtype)
     out: dict[str, int] = {}
     seen: set[int] = set()
     for mod_name, module in model.named_modules():
-        tensors = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
-        for t_name, tensor in tensors:
+        params = list(module.named_parameters(recurse=False))
+        tensors = params + list(module.named_buffers(recurse=False))
+        for i, (t_name, tensor) in enumerate(tensors):
             if tensor is None or id(tensor) in seen:
                 continue
             seen.add(id(tensor))
@@ -137,8 +139,10 @@ def tensor_bytes_map(
                     size = int8_weight_bytes(out_f, in_f)
                 else:
                     size = nf4_weight_bytes(tensor.numel(), double_quant=double_quant)
+            elif tensor.dtype.is_floating_point and i < len(params):
+                size = tensor.numel() * nbytes  # from_pretrained(dtype=...) casts parameters
             elif tensor.dtype.is_floating_point:
-                size = tensor.numel() * nbytes
+                size = tensor.numel() * tensor.element_size()  # buffers keep theirs: rotary inv_freq stays fp32
             else:
                 size = tensor.numel() * tensor.element_size()
             out[full] = size

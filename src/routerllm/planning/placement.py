@@ -148,8 +148,14 @@ def account(
     keep_offload_unquantized = values != {"cpu"} and bool(values & {"cpu", "disk"})
     full_bytes = q_bytes if quantization == "none" else tensor_bytes_map(model, "none", load_dtype, set())
     weight: dict[Any, int] = {d: 0 for d in devices}
+    # accelerate keeps the buffers of offloaded modules on the execution device (offload_buffers=False)
+    buffers = {n for n, _ in model.named_buffers()}
+    main = next((d for d in devices if not isinstance(d, str)), "cpu")
     for name, size in q_bytes.items():
         dev = device_of(name, device_map)
+        if name in buffers and (dev == "disk" or (has_gpu and dev == "cpu")):
+            weight[main] = weight.get(main, 0) + size
+            continue
         if keep_offload_unquantized and dev in ("cpu", "disk"):
             size = full_bytes[name]
         weight[dev] = weight.get(dev, 0) + size
