@@ -242,3 +242,20 @@ def test_offload_map_loads_and_generates(tiny_llama, tmp_path):
     out = model.generate(torch.tensor([[1, 5, 7]]), max_new_tokens=3, do_sample=False)
     assert out.shape == (1, 6)
     assert held["cpu"] == p.device("cpu").weight_bytes
+
+
+def test_falcon_linears_are_not_quantized_as_in_transformers(tiny_checkpoints):
+    """transformers 5.23 swaps only exact nn.Linear for bnb layers; FalconLinear subclasses it."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    spec = get_spec(tiny_checkpoints["falcon"])
+    p4 = plan(spec, get_profile("cpu-laptop"), PlanOptions(quantization="nf4", max_memory={"cpu": 10**9}))
+    p16 = plan(spec, get_profile("cpu-laptop"), PlanOptions(max_memory={"cpu": 10**9}))
+    assert any("no effect" in n for n in p4.notes)
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_checkpoints["falcon"], dtype=torch.bfloat16, device_map=p4.device_map,
+        quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"))
+    assert "Linear4bit" not in {type(m).__name__ for m in model.modules()}
+    assert _resident_bytes(model) == {"cpu": p4.device("cpu").weight_bytes}
+    assert p4.device("cpu").weight_bytes == p16.device("cpu").weight_bytes

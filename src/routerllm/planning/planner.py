@@ -318,6 +318,11 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
     if options.quantization != "none" and set(used) & {"cpu", "disk"} and set(used) != {"cpu"}:
         notes.append("offloaded modules stay unquantized (bitsandbytes needs llm_int8_enable_fp32_cpu_offload=True "
                      "for such maps and does not quantize cpu/disk modules): they cost the load dtype")
+    if options.quantization != "none" and not memory.quantizable_linears(model, options.quantization):
+        kinds = sorted({type(m).__name__ for m in model.modules() if "Linear" in type(m).__name__})
+        notes.append(f"{options.quantization} has no effect on {spec.name}: transformers' bitsandbytes integration "
+                     f"replaces only modules whose type is exactly nn.Linear, and this model's are {', '.join(kinds)} "
+                     "(checked with transformers 5.23); every weight stays at the load dtype")
     if "disk" in used and options.offload_folder is None:
         notes.append("the map offloads to disk: pass offload_folder (e.g. ./offload) to from_pretrained")
     return Plan(
