@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from routerllm.exceptions import PlanError
@@ -212,7 +212,19 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
     if not isinstance(hardware, Hardware):
         raise PlanError(f"hardware must be a Hardware (got {type(hardware).__name__})",
                         fix="pass routerllm.hardware.get_profile('3xA100-80GB') or detect_hardware()")
+    if options.max_memory is not None and isinstance(options.max_memory, dict):
+        # YAML/JSON give GPU indices as strings: accept "0" as 0, as accelerate's users write both
+        options = replace(options, max_memory={(int(k) if isinstance(k, str) and k.isdigit() else k): v
+                                               for k, v in options.max_memory.items()})
     options.validate()
+    from routerllm.planning.placement import _SWAP_LOCK
+
+    # the meta model is shared per spec and briefly altered while accelerate sizes it: one plan at a time
+    with _SWAP_LOCK:
+        return _plan(spec, hardware, options)
+
+
+def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
     from routerllm.planning.placement import place
 
     dtype = str(options.dtype).replace("torch.", "")
