@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~2 min on a quiet 2-core CPU; much longer on a loaded one
 def test_gemma_270m_ten_tasks_end_to_end(tmp_path):
     pytest.importorskip("routerllm.backends.local")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
