@@ -259,3 +259,12 @@ def test_falcon_linears_are_not_quantized_as_in_transformers(tiny_checkpoints):
     assert "Linear4bit" not in {type(m).__name__ for m in model.modules()}
     assert _resident_bytes(model) == {"cpu": p4.device("cpu").weight_bytes}
     assert p4.device("cpu").weight_bytes == p16.device("cpu").weight_bytes
+
+
+def test_cpu_only_quantized_plan_that_needs_disk_is_planned_unquantized():
+    spec = get_spec("llama3_70b")
+    p4 = plan(spec, get_profile("cpu-laptop"), PlanOptions(quantization="nf4"))
+    p16 = plan(spec, get_profile("cpu-laptop"), PlanOptions(quantization="none"))
+    assert p4.verdict == p16.verdict == "disk_offload"
+    assert p4.device_map == p16.device_map and p4.bnb_fp32_cpu_offload
+    assert p4.options["quantization"] == "nf4" and "no effect" in p4.notes[0]

@@ -221,7 +221,20 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
 
     # the meta model is shared per spec and briefly altered while accelerate sizes it: one plan at a time
     with _SWAP_LOCK:
-        return _plan(spec, hardware, options)
+        result = _plan(spec, hardware, options)
+        if (options.quantization != "none" and "disk" in set(result.device_map.values())
+                and not any(isinstance(v, int) for v in result.device_map.values())):
+            # a cpu+disk map needs llm_int8_enable_fp32_cpu_offload, under which bitsandbytes quantizes
+            # nothing that is on cpu or disk: the load is a plain one at the load dtype, so plan that
+            plain = _plan(spec, hardware, replace(options, quantization="none"))
+            plain.options = options.to_dict()
+            plain.bnb_fp32_cpu_offload = True
+            plain.notes.insert(0, f"{options.quantization} has no effect here: with no GPU the map needs disk, and "
+                               "bitsandbytes keeps every cpu/disk module at the load dtype "
+                               "(llm_int8_enable_fp32_cpu_offload); planned as an unquantized load")
+            plain.suggestions = [s for s in plain.suggestions if "4-bit" not in s]
+            result = plain
+        return result
 
 
 def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
@@ -268,11 +281,12 @@ def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
                 changed = True
         cpu_weights = placement.weight_bytes_by_device.get("cpu", 0)
         cpu_room = caps["cpu"] - fixed_overhead["cpu"] - act_res["cpu"] - kv_res["cpu"]
-        if cpu_weights > cpu_room and cpu_room > 0:
-            # offloaded modules cost their unquantized size: accelerate sized them quantized
-            # or tensors accelerate leaves out (buffers of split parents): shrink until it holds,
-            # geometrically so a placement that does not move still converges
-            cpu_shrink = max(2 * cpu_shrink, cpu_shrink + cpu_weights - cpu_room)
+        if cpu_weights > cpu_room and cpu_room > 0 and budgets.get("cpu", 0) > 0:
+            # offloaded modules cost their unquantized size while accelerate sized them quantized
+            # (~3.9x for NF4), and accelerate leaves some tensors out (buffers of split parents):
+            # scale the CPU budget by what it really held, so the next map fits
+            target = int(budgets["cpu"] * cpu_room / cpu_weights * 0.999)
+            cpu_shrink = max(cpu_shrink + 1, budgets["cpu"] + cpu_shrink - target)
             changed = True
         staging = _offload_staging(spec, placement, dtype, gpu_ids)
         for d, extra in staging.items():
