@@ -75,3 +75,21 @@ def test_vllm_command_and_slurm_script_are_well_formed(tmp_path):
     path = tmp_path / "job.sbatch"
     path.write_text(script)
     subprocess.run(["bash", "-n", str(path)], check=True)  # valid bash syntax
+
+
+def test_vllm_quantizes_falcon_linears_transformers_does_not():
+    spec = get_spec("falcon_180b")
+    hf = memory.weight_bytes_total(spec, "nf4")
+    vllm = memory.weight_bytes_total(spec, "nf4", engine="vllm")
+    assert hf == memory.weight_bytes_total(spec, "none")
+    assert vllm < hf / 3
+
+
+def test_best_layout_prefers_tp_inside_a_node():
+    spec = get_spec("llama3_405b")
+    rows = parallel.layout_table(spec, weight_bytes_total=memory.weight_bytes_total(spec, "none"),
+                                 gpu_memory_bytes=80 * 2**30, context_length=4096, batch_size=1, kv_dtype_bytes=2,
+                                 activation_bytes=0)
+    best = parallel.best_layout(rows, gpus_per_node=8)
+    assert (best.tp, best.pp) == (8, 2)
+    assert parallel.best_layout(rows).gpus == 12

@@ -109,7 +109,7 @@ def _vllm_section(spec: Any, hw: Any, result: Any, *, tp: int | None, pp: int | 
     if tp is not None or pp is not None:
         t = tp or 1
         p_ = pp or max(1, nodes if tp else 1)
-        layout = parallel.layout_memory(spec, t, p_, weight_bytes_total=result.weight_bytes_total, gpu_memory_bytes=gpu_mem,
+        layout = parallel.layout_memory(spec, t, p_, weight_bytes_total=result.parallel_weight_bytes_total, gpu_memory_bytes=gpu_mem,
                                         context_length=context, batch_size=1, kv_dtype_bytes=kv_bytes, activation_bytes=act)
         if t * p_ > gpus_per_node * nodes:
             layout.problems.append(f"TP x PP = {t * p_} GPUs but {nodes} node(s) x {gpus_per_node} GPUs = {gpus_per_node * nodes}")
@@ -182,7 +182,10 @@ def _print_rich(result: Any, vllm: dict[str, Any] | None) -> None:
         console.print(f"  note: {n}")
     console.print(f"Predicted load time: {result.predicted_load_time_s:.0f} s; decode bound: "
                   f"{result.decode_tokens_per_s:.2f} tokens/s per sequence ({result.aggregate_tokens_per_s:.2f} for the batch)")
-    console.print(f"Weights total: {_gb(result.weight_bytes_total)}; fewest GPUs of this kind that hold it: "
+    vllm_w = result.parallel_weight_bytes_total
+    console.print(f"Weights total: {_gb(result.weight_bytes_total)}"
+                  + (f" (under vLLM: {_gb(vllm_w)})" if vllm_w and vllm_w != result.weight_bytes_total else "")
+                  + "; fewest GPUs of this kind that hold it: "
                   f"{result.min_gpus if result.min_gpus is not None else 'none in the table'}")
     if result.parallel:
         ptable = Table(title="Tensor x pipeline parallel, per GPU (vLLM-style)")

@@ -94,10 +94,14 @@ def bits_per_param(quantization: str, *, load_dtype_bytes: int = 2, double_quant
 # --- per-module accounting on a (meta) model ----------------------------------------------------
 
 
-def quantizable_linears(model: Any, quantization: str, extra_skip: Iterable[str] = ()) -> set[str]:
+def quantizable_linears(
+    model: Any, quantization: str, extra_skip: Iterable[str] = (), *, exact_type: bool = True
+) -> set[str]:
     """Names of the modules bitsandbytes would replace, the way transformers decides it
     (`replace_with_bnb_linear`: exactly `nn.Linear` or `Conv1D`, not matched by
-    `get_keys_to_not_convert(model)` + `extra_skip` under `should_convert_module`)."""
+    `get_keys_to_not_convert(model)` + `extra_skip` under `should_convert_module`).
+    `exact_type=False` counts nn.Linear subclasses too (FalconLinear), as vLLM's bitsandbytes
+    loader quantizes every linear layer but the LM head."""
     if quantization == "none":
         return set()
     from torch import nn
@@ -108,7 +112,8 @@ def quantizable_linears(model: Any, quantization: str, extra_skip: Iterable[str]
     skip = list(get_keys_to_not_convert(model)) + list(extra_skip)
     out = set()
     for name, module in model.named_modules():
-        if (type(module) is nn.Linear or isinstance(module, Conv1D)) and should_convert_module(name, skip):
+        is_linear = type(module) is nn.Linear if exact_type else isinstance(module, nn.Linear)
+        if (is_linear or isinstance(module, Conv1D)) and should_convert_module(name, skip):
             out.add(name)
     return out
 
@@ -193,8 +198,11 @@ def logits_bytes(spec: "ModelSpec", batch_size: int) -> int:
     return int(2 * batch_size * spec.vocab_size * 4)
 
 
-def weight_bytes_total(spec: "ModelSpec", quantization: str, load_dtype: str = "bfloat16") -> int:
-    """All weight bytes of the model under `quantization`, everything on one device."""
+def weight_bytes_total(
+    spec: "ModelSpec", quantization: str, load_dtype: str = "bfloat16", *, engine: str = "transformers"
+) -> int:
+    """All weight bytes of the model under `quantization`, everything on one device.
+    `engine='vllm'`: every linear layer but the LM head is quantized (see quantizable_linears)."""
     model = spec.meta_model(load_dtype)
-    quantized = quantizable_linears(model, quantization)
+    quantized = quantizable_linears(model, quantization, exact_type=engine != "vllm")
     return sum(tensor_bytes_map(model, quantization, load_dtype, quantized).values())

@@ -141,11 +141,16 @@ def min_gpus(rows: list[Layout]) -> int | None:
 
 
 def best_layout(rows: list[Layout], gpus_per_node: int | None = None) -> Layout | None:
-    """The fitting layout with fewest GPUs; ties: more TP within a node (faster than PP)."""
+    """The layout to serve with: vLLM's recipe is tensor parallel inside a node and pipeline
+    parallel across nodes, so prefer the largest valid TP that fits in a node (TP = GPUs per node
+    when the heads allow) with the fewest pipeline stages; without a node size, the fewest GPUs."""
     fitting = [r for r in rows if r.fits and (gpus_per_node is None or r.tp <= gpus_per_node)]
     if not fitting:
         return None
-    return min(fitting, key=lambda r: (r.gpus, -r.tp))
+    if gpus_per_node is None:
+        return min(fitting, key=lambda r: (r.gpus, -r.tp))
+    best_tp = max(r.tp for r in fitting)
+    return min((r for r in fitting if r.tp == best_tp), key=lambda r: r.pp)
 
 
 # --- commands ------------------------------------------------------------------------------------

@@ -133,8 +133,9 @@ class Plan:
     parallel: list[dict[str, Any]]
     min_gpus: int | None
     bnb_fp32_cpu_offload: bool = False  # pass llm_int8_enable_fp32_cpu_offload=True to BitsAndBytesConfig
-    weight_bytes_total: int = 0
+    weight_bytes_total: int = 0  # all weights as transformers + bitsandbytes hold them
     notes: list[str] = field(default_factory=list)
+    parallel_weight_bytes_total: int = 0  # all weights as vLLM holds them (the TP x PP table)
 
     def device(self, device: int | str) -> DevicePlan:
         for d in self.devices:
@@ -334,8 +335,10 @@ def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
         batch_size=batch,
     )
     gpu_mem = _gpu_memory(hardware, caps, gpu_ids)
+    vllm_weights = (weight_total if options.quantization == "none"
+                    else memory.weight_bytes_total(spec, options.quantization, dtype, engine="vllm"))
     rows = parallel.layout_table(
-        spec, weight_bytes_total=weight_total, gpu_memory_bytes=gpu_mem, context_length=tokens, batch_size=batch,
+        spec, weight_bytes_total=vllm_weights, gpu_memory_bytes=gpu_mem, context_length=tokens, batch_size=batch,
         kv_dtype_bytes=kv_nbytes, activation_bytes=act_layer + logits, max_gpus=options.max_parallel_gpus,
     ) if gpu_mem else []
     need = parallel.min_gpus(rows) if rows else None
@@ -371,6 +374,7 @@ def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
         bnb_fp32_cpu_offload=bnb_flag,
         weight_bytes_total=weight_total,
         notes=notes,
+        parallel_weight_bytes_total=vllm_weights,
     )
 
 
