@@ -28,7 +28,10 @@ Examples:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plan", help=HELP)(plan_command)
+    app.command(
+        "plan", help=HELP,
+        short_help="Will a model fit? Device map, bytes per device, verdict, speed, TP x PP layouts (--engine vllm).",
+    )(plan_command)
 
 
 def plan_command(
