@@ -60,9 +60,10 @@ class GPUModel:
     source: str
 
 
-# Memory sizes are the binary sizes the driver reports for the whole board (80 GB HBM2e =
-# 80 GiB = 81920 MiB in nvidia-smi); the CUDA context and allocator overhead is accounted by the
-# planner, not here.
+# Memory sizes are the boards' nominal sizes in the unit their HBM comes in (80 GB HBM2e = 80 GiB,
+# 81920 MiB in nvidia-smi; H200's 141 GB is decimal). What CUDA lets a process allocate is ~1-3%
+# less (ECC, driver reservations), which the planner's gpu_headroom_fraction (5%) covers together
+# with allocator fragmentation; the CUDA context is a separate planner constant.
 GPU_MODELS: dict[str, GPUModel] = {
     g.name: g
     for g in [
