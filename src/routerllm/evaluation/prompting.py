@@ -41,6 +41,7 @@ CHAT_INSTRUCTION = (
 )
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:import [\w., ]+|from [\w.]+ import [\w., ()*]+)[ \t]*$", re.M)
 _CODE_START = re.compile(r"^(?:def |async def |class |import |from |@)", re.M)
 
 
@@ -121,7 +122,13 @@ def chat_to_program(task: "Task", reply: str) -> str:
         return task.prompt + body
     preamble = prompt_preamble(task)
     if preamble.strip() and preamble.strip() not in code:
-        return preamble.rstrip("\n") + "\n\n" + code
+        code = preamble.rstrip("\n") + "\n\n" + code
+    # imports the prompt makes inside the function (e.g. HumanEval/115's `import math` before its
+    # docstring) that the model's version dropped
+    missing = [line.strip() for line in _IMPORT_LINE.findall(task.prompt[len(preamble):])
+               if line.strip() not in code]
+    if missing:
+        code = "\n".join(dict.fromkeys(missing)) + "\n" + code
     return code
 
 
