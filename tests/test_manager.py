@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from conftest import TINY_FAMILIES
+from tiny_models import TINY_FAMILIES
 from routerllm.backends.base import GenerationRequest, make_backend
 from routerllm.config import ModelConfig
 from routerllm.exceptions import ModelLoadError
