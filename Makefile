@@ -23,7 +23,7 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(PY) scripts/validate_large_model_setup.py --config $(DEMO_CONFIG)
 
 test: setup
-	HF_HUB_OFFLINE=1 $(PY) -m pytest
+	HF_HUB_OFFLINE=1 $(PY) -m pytest --durations=20
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow"
