@@ -104,6 +104,25 @@ def quantizable_linears(
     loader quantizes every linear layer but the LM head."""
     if quantization == "none":
         return set()
+    extra = tuple(extra_skip)
+    cache = _cache(model)
+    key = ("linears", extra, exact_type)
+    if key not in cache:
+        cache[key] = frozenset(_quantizable_linears(model, extra, exact_type))
+    return cache[key]  # type: ignore[return-value]
+
+
+def _cache(model: Any) -> dict:
+    """Per-model memo of the walks below (a planning meta model's structure never changes; the
+    weights placement swaps in are swapped back before anything here runs again)."""
+    memo = model.__dict__.get("_routerllm_memo")
+    if memo is None:
+        memo = {}
+        model.__dict__["_routerllm_memo"] = memo
+    return memo
+
+
+def _quantizable_linears(model: Any, extra_skip: tuple, exact_type: bool) -> set[str]:
     from torch import nn
     from transformers.pytorch_utils import Conv1D
     from transformers.quantizers.base import get_keys_to_not_convert
@@ -127,6 +146,14 @@ def tensor_bytes_map(
     parameters cost the load dtype (as transformers casts them); buffers cost their own dtype
     (transformers 5.23 keeps rotary `inv_freq` in float32 under dtype=bfloat16).
     Tied parameters appear once (under their first name)."""
+    key = ("bytes", quantization, str(load_dtype), double_quant, frozenset(quantized))
+    cache = _cache(model)
+    if key not in cache:
+        cache[key] = _tensor_bytes_map(model, quantization, load_dtype, quantized, double_quant)
+    return cache[key]
+
+
+def _tensor_bytes_map(model: Any, quantization: str, load_dtype: str, quantized: set[str], double_quant: bool) -> dict[str, int]:
     nbytes = dtype_bytes(load_dtype)
     out: dict[str, int] = {}
     seen: set[int] = set()
