@@ -198,16 +198,22 @@ class BenchmarkSection(_Section):
 
 
 class ServerSection(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    api_keys: list[str] = Field(default_factory=list, description="accepted bearer keys; empty: no auth")
+    """`routerllm serve`: the OpenAI-compatible service (see routerllm.server.app)."""
+
+    host: str = Field("127.0.0.1", description="address to listen on (--host overrides)")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port (--port overrides)")
+    api_keys: list[str] = Field(default_factory=list, description="accepted bearer keys; none here or in the env: no auth")
     api_keys_env: str | None = Field("ROUTERLLM_API_KEYS", description="env var with comma-separated keys")
-    max_queue: int = Field(16, ge=1, description="requests waiting or running; beyond: 429")
-    max_concurrency: int = Field(4, ge=1)
-    request_timeout_s: float = Field(120.0, gt=0)
-    max_prompt_chars: int = Field(32000, gt=0)
-    max_tokens_limit: int = Field(4096, gt=0)
-    fallback_to_small: bool = True
+    max_queue: int = Field(16, ge=1, description="requests admitted (waiting or generating); beyond: 429 + Retry-After")
+    max_concurrency: int = Field(4, ge=1, description="generation threads (local tiers still run one at a time)")
+    request_timeout_s: float = Field(
+        120.0, gt=0, description="time limit of one request, s; a fallback to the small tier gets its own"
+    )
+    max_prompt_chars: int = Field(32000, gt=0, description="longest prompt (all chat messages together); beyond: 400")
+    max_tokens_limit: int = Field(4096, gt=0, description="largest max_tokens a request may ask for; beyond: 400")
+    fallback_to_small: bool = Field(
+        True, description="large tier failed or timed out: answer with the cheapest small tier (false: 503)"
+    )
     default_max_tokens: int = Field(512, gt=0, description="max_tokens of a request that gives none")
     retry_after_s: int = Field(1, ge=0, description="Retry-After header of a 429 (queue full), s")
     health_timeout_s: float = Field(5.0, gt=0, description="time limit of GET /health probing every tier, s")
