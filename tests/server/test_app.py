@@ -219,7 +219,8 @@ def test_full_queue_answers_429_with_retry_after_and_loses_nothing():
             admitted = [pool.submit(ask) for _ in range(3)]
             # 2 generating (max_concurrency) + 1 waiting for a thread = the queue of 3 is full
             wait_for(lambda: gated.waiting == 2, what="two generations in flight")
-            time.sleep(0.1)
+            metrics_url = url.removesuffix("/v1") + "/metrics"
+            wait_for(lambda: "routerllm_queue_depth 3.0" in httpx.get(metrics_url).text, what="three admitted")
             refused = httpx.post(f"{url}/completions", json={"model": "large", "prompt": "x", **TASK})
             err = _error(refused, 429)
             assert refused.headers["retry-after"] == "2"
