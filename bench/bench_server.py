@@ -97,14 +97,19 @@ def added_latency(port: int, cfg: dict, n: int) -> None:
     for task in tasks[:50]:  # warm-up: connection, code paths
         client.completions.create(model="mistral7b", prompt="def f():", max_tokens=256,
                                   extra_body={"routerllm": {"task_id": task}})
-    served: dict[str, list[float]] = {"mistral7b": [], "router": []}
+    served: dict[str, list[float]] = {"mistral7b": [], "router": [], "mistral7b via httpx": []}
     bare: list[float] = []  # GET /v1/models: the HTTP stack and client alone, no generation, no thread hop
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}/v1")
     for task in tasks:
-        for model in served:
+        for model in ("mistral7b", "router"):
             start = time.perf_counter()
             client.completions.create(model=model, prompt="def f():", max_tokens=256,
                                       extra_body={"routerllm": {"task_id": task}})
             served[model].append(time.perf_counter() - start)
+        start = time.perf_counter()  # the same request from a minimal HTTP client (no openai client work)
+        http.post("/completions", json={"model": "mistral7b", "prompt": "def f():", "max_tokens": 256,
+                                        "routerllm": {"task_id": task}}).raise_for_status()
+        served["mistral7b via httpx"].append(time.perf_counter() - start)
         start = time.perf_counter()
         client.models.list()
         bare.append(time.perf_counter() - start)
@@ -113,7 +118,7 @@ def added_latency(port: int, cfg: dict, n: int) -> None:
     print(f"== added latency ({n} requests each, replay backend, keep-alive openai client)")
     print(f"  direct ReplayBackend.generate        p50 {pct(direct, 50) * ms:7.3f} ms   p95 {pct(direct, 95) * ms:7.3f} ms")
     for model, values in served.items():
-        label = f"service, model={model!r}"
+        label = f"service, model={model}"
         print(f"  {label:36s} p50 {pct(values, 50) * ms:7.3f} ms   p95 {pct(values, 95) * ms:7.3f} ms")
     print(f"  (reference) GET /v1/models, no generation p50 {pct(bare, 50) * ms:7.3f} ms   p95 {pct(bare, 95) * ms:7.3f} ms"
           f"   load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
