@@ -16,6 +16,12 @@ Retry-After beyond server.max_queue requests admitted), a per-request time limit
 (server.request_timeout_s), and a fallback to the cheapest small tier when the large tier fails or
 times out (server.fallback_to_small; else 503). Unexpected failures still answer with a JSON error.
 
+Streaming: a tier named directly whose backend streams (the `openai` backend: vLLM and other
+endpoints) has its tokens forwarded as they arrive; a strategy decides on whole answers (the
+cascade must run the small answer first), so a routed answer is streamed once it is chosen.
+Energy and CO2 are reported where the tier's backend gives energy (replay: modelled, labelled so);
+they are not invented for tiers that do not.
+
 Generation is blocking (torch, HTTP clients), so it runs in a thread pool of
 server.max_concurrency threads; the event loop only parses, admits, waits and writes. Local
 (in-process) tiers are called one generation at a time (server.serialize_local).
