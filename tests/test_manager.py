@@ -195,3 +195,31 @@ def test_gemma_270m_writes_a_correct_add(gemma_checkpoint, tmp_path):
                          timeout=30, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout.strip().splitlines()[-1]) == 5, textwrap.indent(program, "  ")
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("quant", [{}, {"use_4bit": True}])
+def test_gpu_with_cpu_offload_loads_and_generates(quant, tiny_llama):
+    """GPU 0 holds the runtime reservations and about half the weights; the rest is CPU-offloaded."""
+    dtype = "bfloat16" if quant else "float32"
+    probe = LargeModelManager(tiny_config(tiny_llama, dtype=dtype, max_memory={0: "4GB", "cpu": "1GB"}, **quant))
+    gpu = probe.plan().device(0)
+    budget = gpu.overhead_bytes + gpu.kv_bytes + gpu.activation_bytes + gpu.weight_bytes // 2
+    manager = LargeModelManager(tiny_config(tiny_llama, dtype=dtype, max_memory={0: budget, "cpu": "1GB"}, **quant))
+    assert manager.plan().verdict == "cpu_offload", manager.plan().reason
+    info = manager.load(progress=False)
+    try:
+        assert {str(v) for v in info.device_map.values()} == {"0", "cpu"}
+        (gen,) = manager.generate([GenerationRequest("def add(a, b):", max_new_tokens=4)])
+        assert gen.completion_tokens == 4
+        rows = {d.device: d for d in manager.memory_report().devices}
+        assert rows["0"].resident_bytes and rows["0"].weight_bytes > 0 and rows["cpu"].weight_bytes > 0
+    finally:
+        manager.unload()

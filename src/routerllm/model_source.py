@@ -182,8 +182,10 @@ def _convert(gguf_path: Path, target: Path, key: str, dtype: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
+    # we hold the target's lock: any .tmp- directory for it is left over from an interrupted run
+    for stale in target.parent.glob(f".tmp-{target.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     if target.exists():  # an older incomplete directory (no marker): replace it
         shutil.rmtree(target, ignore_errors=True)
     started = time.perf_counter()
