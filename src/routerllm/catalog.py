@@ -531,7 +531,6 @@ def _spec_from_checkpoint(path: Path) -> ModelSpec:
             f"cannot read the config of checkpoint {path}: {exc}",
             fix="check config.json (model_type must be one transformers knows)",
         ) from exc
-    config = getattr(config, "text_config", None) or config if config.model_type.endswith("_vl") else config
     spec = ModelSpec(
         name=path.name,
         model_type=config.model_type,
