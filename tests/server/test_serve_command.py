@@ -55,3 +55,11 @@ def test_unknown_strategy_is_refused_before_loading(tmp_path):
     cfg.write_text(yaml.safe_dump(replay_config_dict()))
     out = run_cli("serve", "--config", str(cfg), "--strategy", "psychic")
     assert out.returncode == 2 and "psychic" in out.stderr and "use one of: small, large" in out.stderr
+
+
+def test_the_shipped_vllm_serving_config_is_valid():
+    from routerllm.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "serve_vllm_config.yaml")
+    assert cfg.models.large_llm.backend == "openai" and cfg.models.large_llm.base_url.endswith("/v1")
+    assert cfg.server.fallback_to_small and cfg.router.strategy == "cascade"
