@@ -90,13 +90,17 @@ def random_line(summary: dict, share: float) -> float:
 
 
 def print_rows(summary: dict, rows: list[tuple[str, dict]]) -> None:
-    large = summary["systems"]["large"]["pass_at_1"]
-    print(f"  {'strategy':<34} {'pass@1':>7} {'vs large':>9} {'large share':>12} {'small calls/task':>17} "
-          f"{'random line':>12} {'above':>6}")
+    large_row = summary["systems"]["large"]
+    large = large_row["pass_at_1"]
+    print(f"  {'strategy':<44} {'pass@1':>7} {'vs large':>9} {'large share':>12} {'small calls/task':>17} "
+          f"{'random line':>12} {'above':>6} {'latency vs large':>17} {'cost vs large':>14}")
     for label, row in rows:
         line = random_line(summary, row["large_share"])
-        print(f"  {label:<34} {row['pass_at_1']:>7.1%} {row['pass_at_1'] / large:>9.1%} {row['large_share']:>12.1%} "
-              f"{row['small_calls_per_task']:>17.2f} {line:>12.1%} {'yes' if row['pass_at_1'] > line + 1e-9 else 'no':>6}")
+        lat = row["latency_s"]["mean"] / large_row["latency_s"]["mean"]
+        cost = row["cost_usd"] / large_row["cost_usd"]
+        print(f"  {label:<44} {row['pass_at_1']:>7.1%} {row['pass_at_1'] / large:>9.1%} {row['large_share']:>12.1%} "
+              f"{row['small_calls_per_task']:>17.2f} {line:>12.1%} {'yes' if row['pass_at_1'] > line + 1e-9 else 'no':>6} "
+              f"{lat:>17.2f} {cost:>14.2f}")
 
 
 def main() -> int:
@@ -121,7 +125,8 @@ def main() -> int:
             print(f"\n== {title}: {summary['tasks']} tasks ({elapsed:.0f} s; report {out / tag / 'report.md'})")
             print(f"  small only {systems['small']['pass_at_1']:.1%}, large only {systems['large']['pass_at_1']:.1%}, "
                   f"oracle {summary['oracle']['pass_at_1']:.1%} at {summary['oracle']['large_share']:.0%} large")
-            rows = [(f"{name}" + (f" (samples={c.small_samples}, agreement={c.agreement})" if name == "cascade" else ""),
+            rows = [(f"{name}" + (f" (samples={c.small_samples}, agreement={c.agreement}, batch={c.sample_batch})"
+                                  if name == "cascade" else ""),
                      systems[name]) for name in STRATEGIES if name in systems]
             print_rows(summary, rows)
             cas = systems["cascade"]
@@ -136,11 +141,14 @@ def main() -> int:
             max_samples = 10 if "Mistral" in title else 3
             for samples in sorted({1, 3, max_samples}):
                 for agreement in (1, 2):
-                    if agreement > samples:
-                        continue
-                    s = compare(config_path, out, f"{tag}-s{samples}-a{agreement}", sandbox, args.num_examples,
-                                ["cascade"], cascade={"small_samples": samples, "agreement": agreement})
-                    sweep.append((f"cascade samples={samples} agreement={agreement}", s["systems"]["cascade"]))
+                    for batch in sorted({1, samples}):
+                        if agreement > samples:
+                            continue
+                        s = compare(config_path, out, f"{tag}-s{samples}-a{agreement}-b{batch}", sandbox,
+                                    args.num_examples, ["cascade"],
+                                    cascade={"small_samples": samples, "agreement": agreement, "sample_batch": batch})
+                        sweep.append((f"cascade samples={samples} agreement={agreement} batch={batch}",
+                                      s["systems"]["cascade"]))
             print("  sweep of the cascade's settings:")
             print_rows(summary, sweep)
         print(f"\nsandbox programs run: {sandbox.runs}; runs kept in {out}")

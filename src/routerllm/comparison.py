@@ -37,7 +37,7 @@ import numpy as np
 
 from routerllm.backends.base import Backend, Generation, GenerationRequest, make_backend
 from routerllm.exceptions import ConfigError, RoutingError, RunError
-from routerllm.routing.base import RoutedAnswer, Strategy, Tiers
+from routerllm.routing.base import RoutedAnswer, Strategy, Tiers, attempts_cost
 from routerllm.routing.code import code_for
 from routerllm.routing.registry import STRATEGIES, build_strategy
 
@@ -239,7 +239,7 @@ def _cost_usd(model: "ModelConfig", seconds: float) -> float:
 
 
 def _compact_attempt(a: dict[str, Any]) -> dict[str, Any]:
-    keep = ("tier", "sample", "temperature", "total_s", "completion_tokens", "timing", "repair",
+    keep = ("tier", "sample", "batch", "temperature", "total_s", "completion_tokens", "timing", "repair",
             "examples_passed", "examples_failed", "failure", "fingerprint", "check_s")
     return {k: a[k] for k in keep if k in a}
 
@@ -266,26 +266,15 @@ class TaskScorer:
 def system_record(answer: RoutedAnswer, tiers: Tiers, score: dict[str, Any] | None) -> dict[str, Any]:
     large = tiers.large_name
     small_names = {name for name, _ in tiers.small}
-    latency = 0.0
-    energy = 0.0
-    energy_known = True
-    co2 = 0.0
-    co2_known = True
+    # a batch of samples (cascade.sample_batch) costs its longest member: see routing.base.attempts_cost
+    latency = attempts_cost(answer.attempts, "total_s") or 0.0
+    energy = attempts_cost(answer.attempts, "energy_kwh")
+    co2 = attempts_cost(answer.attempts, "co2_kg")
     cost = 0.0
-    timings = set()
-    for a in answer.attempts:
-        seconds = float(a.get("total_s") or 0.0)
-        latency += seconds
-        cost += _cost_usd(tiers.configs[a["tier"]], seconds) if a["tier"] in tiers.configs else 0.0
-        if a.get("energy_kwh") is None:
-            energy_known = False
-        else:
-            energy += float(a["energy_kwh"])
-        timings.add(a.get("timing"))
-        if a.get("co2_kg") is None:
-            co2_known = False
-        else:
-            co2 += float(a["co2_kg"])
+    for tier_name in {a["tier"] for a in answer.attempts}:
+        seconds = attempts_cost([a for a in answer.attempts if a["tier"] == tier_name], "total_s") or 0.0
+        cost += _cost_usd(tiers.configs[tier_name], seconds) if tier_name in tiers.configs else 0.0
+    timings = {a.get("timing") for a in answer.attempts}
     latency += float(answer.decision.details.get("check_s", 0.0) or 0.0)
     details = dict(answer.decision.details)
     return {
@@ -297,8 +286,8 @@ def system_record(answer: RoutedAnswer, tiers: Tiers, score: dict[str, Any] | No
         "large_calls": answer.calls.get(large, 0),
         "small_calls": sum(n for t, n in answer.calls.items() if t in small_names),
         "latency_s": latency,
-        "energy_kwh": energy if energy_known else None,
-        "co2_kg": co2 if co2_known else None,
+        "energy_kwh": energy,
+        "co2_kg": co2,
         "cost_usd": cost,
         "timing": "+".join(sorted(t for t in timings if t)),
         "passed": None if score is None else score["passed"],

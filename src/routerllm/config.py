@@ -164,6 +164,12 @@ class CascadeOptions(_Section):
         description="passing small answers that must agree on probe inputs (next to the visible examples) "
         "before one is accepted; passing answers that disagree escalate. 1: accept the first that passes",
     )
+    sample_batch: int = Field(
+        1,
+        ge=1,
+        description="small samples requested together in one backend call (decoded as a batch: a batch "
+        "takes about as long as its longest answer); 1: one at a time, stopping as soon as one is accepted",
+    )
 
 
 class RouterSection(_Section):

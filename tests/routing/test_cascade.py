@@ -3,6 +3,8 @@ with visible-example checks run in the real sandbox. The hidden tests play no pa
 
 from __future__ import annotations
 
+import pytest
+
 from routerllm.backends.base import GenerationRequest
 from routerllm.routing import build_strategy
 
@@ -89,3 +91,21 @@ def test_repair_is_not_attempted_on_a_replayed_tier(mistral_gpt4, tasks, sandbox
     answer = ask(router, tasks["HumanEval/1"])
     assert answer.calls == {"Mistral-7B-Instruct-v0.1": 1, "gpt-4-0613": 1}
     assert not any(a.get("repair") for a in answer.attempts)
+
+
+def test_batched_samples_cost_their_longest_member(mistral_gpt4, tasks, sandbox) -> None:
+    from routerllm.routing.base import attempts_cost
+
+    config, tiers = mistral_gpt4(cascade={"small_samples": 10, "agreement": 2, "sample_batch": 5})
+    router = build_strategy("cascade", tiers, config.router, sandbox=sandbox)
+    answer = ask(router, tasks["HumanEval/0"])
+    assert answer.decision.tier == "Mistral-7B-Instruct-v0.1"
+    assert answer.calls == {"Mistral-7B-Instruct-v0.1": 5}  # one batch of 5, accepted from it
+    assert [a["batch"] for a in answer.attempts] == [0] * 5
+    longest = max(a["total_s"] for a in answer.attempts)
+    assert attempts_cost(answer.attempts, "total_s") == pytest.approx(longest)
+    # the same decision as one sample at a time (which stops after 2 calls)
+    config1, tiers1 = mistral_gpt4(cascade={"small_samples": 10, "agreement": 2})
+    one_by_one = ask(build_strategy("cascade", tiers1, config1.router, sandbox=sandbox), tasks["HumanEval/0"])
+    assert one_by_one.generation.text == answer.generation.text
+    assert one_by_one.calls == {"Mistral-7B-Instruct-v0.1": 2}

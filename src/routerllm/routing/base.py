@@ -87,16 +87,12 @@ class RoutedAnswer:
 
     @property
     def total_s(self) -> float:
-        """Wall time of the whole routed answer: the tiers are called one after another."""
-        return sum(float(a.get("total_s") or 0.0) for a in self.attempts) + float(
-            self.decision.details.get("check_s", 0.0)
-        )
+        """Time of the whole routed answer: tiers (and batches) one after another, plus checks."""
+        return (attempts_cost(self.attempts, "total_s") or 0.0) + float(self.decision.details.get("check_s", 0.0))
 
     @property
     def energy_kwh(self) -> float | None:
-        values = [a.get("energy_kwh") for a in self.attempts]
-        known = [float(v) for v in values if v is not None]
-        return sum(known) if known else None
+        return attempts_cost(self.attempts, "energy_kwh")
 
 
 class Strategy(ABC):
@@ -138,11 +134,25 @@ class Strategy(ABC):
         **record: Any,
     ) -> Generation:
         """Generate one answer from `tier`, counting the call and recording the attempt."""
+        return self.call_batch(tier, [request], calls, attempts, **record)[0]
+
+    def call_batch(
+        self,
+        tier: tuple[str, Backend],
+        requests: list[GenerationRequest],
+        calls: dict[str, int],
+        attempts: list[dict[str, Any]],
+        batch: int | None = None,
+        **record: Any,
+    ) -> list[Generation]:
+        """Generate answers to several requests in one backend call (a batch). Each is counted as
+        a call and recorded as an attempt; attempts of one batch share `batch`, and a batch takes
+        as long as its longest member (see `attempts_cost`)."""
         name, backend = tier
-        calls[name] = calls.get(name, 0) + 1
+        calls[name] = calls.get(name, 0) + len(requests)
         start = time.perf_counter()
         try:
-            (generation,) = backend.generate([request])
+            generations = backend.generate(list(requests))
         except BackendError:
             raise
         except Exception as exc:  # a backend that does not wrap its own failures
@@ -151,23 +161,38 @@ class Strategy(ABC):
                 fix=f"check the tier's backend ({type(backend).__name__}); `routerllm validate` runs one generation",
             ) from exc
         wall = time.perf_counter() - start
-        attempts.append(
-            {
-                "tier": name,
-                "sample": request.sample,
-                "temperature": request.temperature,
-                "total_s": generation.total_s,
-                "wall_s": wall,
-                "ttft_s": generation.ttft_s,
-                "prompt_tokens": generation.prompt_tokens,
-                "completion_tokens": generation.completion_tokens,
-                "energy_kwh": generation.energy_kwh,
-                "co2_kg": generation.extra.get("co2_kg"),
-                "timing": generation.timing,
-                **record,
-            }
-        )
-        return generation
+        for request, generation in zip(requests, generations):
+            attempts.append(
+                {
+                    "tier": name,
+                    "sample": request.sample,
+                    "temperature": request.temperature,
+                    "total_s": generation.total_s,
+                    "wall_s": wall,
+                    "ttft_s": generation.ttft_s,
+                    "prompt_tokens": generation.prompt_tokens,
+                    "completion_tokens": generation.completion_tokens,
+                    "energy_kwh": generation.energy_kwh,
+                    "co2_kg": generation.extra.get("co2_kg"),
+                    "timing": generation.timing,
+                    **({"batch": batch} if batch is not None else {}),
+                    **record,
+                }
+            )
+        return generations
+
+
+def attempts_cost(attempts: list[dict[str, Any]], key: str) -> float | None:
+    """Sum of `key` (total_s, energy_kwh, co2_kg) over attempts, a batch counting as its largest
+    member (its samples decode together). None if any attempt lacks the figure."""
+    groups: dict[Any, float] = {}
+    for i, a in enumerate(attempts):
+        value = a.get(key)
+        if value is None:
+            return None
+        group = ("batch", a["tier"], a["batch"]) if a.get("batch") is not None else ("one", i)
+        groups[group] = max(groups.get(group, 0.0), float(value))
+    return float(sum(groups.values()))
 
 
 def with_sample(request: GenerationRequest, sample: int, temperature: float | None = None) -> GenerationRequest:

@@ -117,14 +117,12 @@ class CascadeStrategy(Strategy):
 
         probes = probe_calls(examples) if opts.agreement > 1 else []
         details["probes"] = len(probes)
-        clusters: dict[str | None, list[tuple[int, Generation]]] = {}
+        clusters: dict[str | None, list[tuple[int, Generation, dict[str, Any]]]] = {}
         repaired = False
         first_failure: str | None = None
-        for index in range(opts.small_samples):
-            sample_request = with_sample(request, index, None if index == 0 else opts.sample_temperature)
-            generation = self.call(small, sample_request, calls, attempts)
+        for index, sample_request, generation, attempt in self._samples(request, small, calls, attempts):
             result = self.check(sample_request, small[0], generation, entry_point, examples, probes)  # type: ignore[arg-type]
-            attempts[-1].update(result)
+            attempt.update(result)
             details["check_s"] += result["check_s"]
             if not result["examples_passed"]:
                 first_failure = first_failure or result["failure"]
@@ -133,26 +131,26 @@ class CascadeStrategy(Strategy):
                     fixed = self._repair(small, sample_request, generation, result, calls, attempts, entry_point, examples, probes)  # type: ignore[arg-type]
                     details["check_s"] += attempts[-1].get("check_s", 0.0)
                     if attempts[-1]["examples_passed"]:
-                        generation, result = fixed, attempts[-1]
+                        generation, result, attempt = fixed, attempts[-1], attempts[-1]
                     else:
                         continue
                 else:
                     continue
             fingerprint = result.get("fingerprint")
-            clusters.setdefault(fingerprint, []).append((index, generation))
+            clusters.setdefault(fingerprint, []).append((index, generation, attempt))
             if len(clusters) > 1:
-                details["disagreeing_answers"] = {str(k): [i for i, _ in v] for k, v in clusters.items()}
+                details["disagreeing_answers"] = {str(k): [i for i, _, _ in v] for k, v in clusters.items()}
                 return self._escalate(
                     request, calls, attempts, details,
                     f"{sum(len(v) for v in clusters.values())} small answers pass the {len(examples)} visible "
                     f"examples but disagree on inputs next to them",
                 )
             if len(clusters[fingerprint]) >= opts.agreement:
-                chosen_index, chosen = clusters[fingerprint][0]
+                chosen_index, chosen, chosen_attempt = clusters[fingerprint][0]
                 details["accepted_sample"] = chosen_index
                 agree = f", {len(clusters[fingerprint])} answers agree on {len(probes)} probe inputs" if opts.agreement > 1 else ""
                 reason = (
-                    f"small answer (sample {chosen_index}{', repaired' if attempts[-1].get('repair') else ''}) "
+                    f"small answer (sample {chosen_index}{', repaired' if chosen_attempt.get('repair') else ''}) "
                     f"passed all {len(examples)} visible examples{agree}"
                 )
                 decision = RouteDecision(self.name, small[0], reason, False, details)
@@ -164,6 +162,27 @@ class CascadeStrategy(Strategy):
         else:
             why = f"{opts.small_samples} small answer(s) failed the visible examples; first failure: {first_failure}"
         return self._escalate(request, calls, attempts, details, why)
+
+    def _samples(self, request, small, calls, attempts):  # type: ignore[no-untyped-def]
+        """Small samples 0, 1, ... in batches of `sample_batch` (one backend call per batch; a
+        batch costs the time of its longest member), yielded one at a time for checking."""
+        opts = self.options.cascade
+        index = 0
+        batch_no = 0
+        while index < opts.small_samples:
+            size = min(opts.sample_batch, opts.small_samples - index)
+            requests = [with_sample(request, i, None if i == 0 else opts.sample_temperature)
+                        for i in range(index, index + size)]
+            if size == 1:
+                generations = [self.call(small, requests[0], calls, attempts)]
+                records = [attempts[-1]]
+            else:
+                generations = self.call_batch(small, requests, calls, attempts, batch=batch_no)
+                records = attempts[-size:]
+            for offset, (req, gen, record) in enumerate(zip(requests, generations, records)):
+                yield index + offset, req, gen, record
+            index += size
+            batch_no += 1
 
     def _escalate(self, request, calls, attempts, details, why: str) -> RoutedAnswer:  # type: ignore[no-untyped-def]
         generation = self.call(self.tiers.large, request, calls, attempts)
