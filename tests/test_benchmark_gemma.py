@@ -23,7 +23,7 @@ def test_gemma_270m_ten_tasks_end_to_end(tmp_path):
         [sys.executable, str(ROOT / "scripts" / "large_model_benchmark.py"), "--config",
          str(ROOT / "configs" / "local_config.yaml"), "--model", "gemma3_270m", "--num-examples", "10",
          "--results-dir", str(tmp_path), "--run-name", "gemma", "--no-progress"],
-        env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=1500,
+        env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=1750,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = tmp_path / "gemma"
