@@ -101,3 +101,23 @@ def test_check_program_reports_failures() -> None:
     assert record is not None and record["total"] == 3
     assert [f["index"] for f in record["failed"]] == [2]  # float tolerance accepts example 1
     assert "f(3) should be 7" in proc.stderr
+
+
+def test_canonical_solutions_pass_their_own_examples(problems) -> None:
+    """Run in the real sandbox: every canonical solution passes the examples extracted from its
+    prompt, except where the prompt's own examples are wrong (WRONG_PROMPT_EXAMPLES, each justified)."""
+    from routerllm.evaluation.sandbox import Sandbox
+
+    ids, programs = [], []
+    for tid, p in problems.items():
+        examples = extract_examples(p["prompt"], p["entry_point"])
+        if examples:
+            ids.append(tid)
+            programs.append(build_check_program(p["prompt"] + p["canonical_solution"], examples))
+    with Sandbox(timeout_s=20, workers=2) as sandbox:
+        verdicts = sandbox.run_many(programs)
+    failing = {tid for tid, v in zip(ids, verdicts) if not v.passed}
+    assert failing == WRONG_PROMPT_EXAMPLES, {tid: str(v) for tid, v in zip(ids, verdicts) if not v.passed}
+    for tid, v in zip(ids, verdicts):
+        if tid in WRONG_PROMPT_EXAMPLES:
+            assert "visible examples failed" in v.detail  # a wrong expected value, not a crash
