@@ -291,9 +291,9 @@ def _notes(summary: dict[str, Any]) -> list[str]:
     notes.append("Large share = share of tasks for which the large model was called; cost = tier seconds x GPUs x $/GPU-hour.")
     cascade = summary.get("systems", {}).get("cascade", {})
     if (cascade.get("small_calls_per_task") or 0) > 1.05:
-        notes.append(f"The cascade drew {cascade['small_calls_per_task']:.2f} small-model samples per task on average; "
-                     "they are charged one after another (their latency and GPU time add up, as generated here). "
-                     "Sampling them as one batch on the small tier's GPU would cut both; that is not modelled.")
+        notes.append(f"The cascade drew {cascade['small_calls_per_task']:.2f} small-model samples per task on average. "
+                     "Samples requested together (router.cascade.sample_batch) decode as one batch and are charged "
+                     "the time of their longest member; batches, and calls to different tiers, add up.")
     cv = summary.get("learned_cv")
     if cv:
         notes.append(f"learned: {cv['folds']}-fold cross-validation over {cv['tasks']} tasks, {cv['features']} prompt "
