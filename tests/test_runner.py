@@ -137,7 +137,7 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(replay_setup):
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     assert summary["status"] == "complete" and summary["tasks_done"] == N_TASKS
     assert summary["pass@1"] == pytest.approx(sum(i % 4 != 3 for i in range(N_TASKS)) / N_TASKS)
-    assert len(summary["sessions"]) >= 1
+    assert len(summary["sessions"]) == 2  # the killed session and the resumed one
     assert summary["co2_kg"] > 0 and summary["timing"] == "modelled"
 
 

@@ -275,6 +275,7 @@ def run_tasks(
 
     if resume and records:
         log.info("resuming %s: %d task(s) done, %d to go", run_dir, len(tasks) - len(pending), len(pending))
+    write_summary("running")  # from the start, so even a run killed before its first N tasks has one
     stop = StopSignal()
     status = "complete"
     since_summary = 0
