@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DEMO_CONFIG ?= configs/local_config.yaml
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo validate test test-fast bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,8 +18,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[server,dev]"
 	touch $@
 
-# The main job on the embedded default (Gemma 3 270M from PyPI, CPU, no hub).
+# The main job on the embedded default (Gemma 3 270M from PyPI, CPU, no hub): the router
+# (cascade) against the large tier alone and the small tier alone on five short HumanEval tasks,
+# with results/demo-<time>/report.md, report.html and plots. Five tasks a 270M model can attempt;
+# DEMO_TASKS= (empty) takes the first benchmark.num_examples tasks instead.
+DEMO_TASKS ?= HumanEval/0,HumanEval/2,HumanEval/23,HumanEval/45,HumanEval/53
 demo: setup
+	HF_HUB_OFFLINE=1 $(PY) scripts/enhanced_humaneval_comparison.py --config $(DEMO_CONFIG) --use-large-model \
+		$(if $(DEMO_TASKS),--task-ids $(DEMO_TASKS)) --run-name demo-$$(date -u +%Y%m%d-%H%M%S)
+
+# Pre-flight of the embedded default: plan, load, one generation, memory vs plan, quality.
+validate: setup
 	HF_HUB_OFFLINE=1 $(PY) scripts/validate_large_model_setup.py --config $(DEMO_CONFIG)
 
 test: setup

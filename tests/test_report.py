@@ -58,3 +58,18 @@ def test_no_plot_without_scores(tmp_path: Path) -> None:
     files = write_report(tmp_path, s)
     assert TRADEOFF_PNG not in {f.name for f in files}
     assert (tmp_path / "report.md").is_file()
+
+
+def test_report_when_the_large_model_scores_zero_and_costs_nothing(tmp_path: Path) -> None:
+    # the embedded CPU demo: a 270M model may solve none of the tasks, and CPU tiers have no GPU price,
+    # so the comparison leaves out the relative figures (no division by zero)
+    s = summary()
+    for row in s["systems"].values():
+        row["pass_at_1"] = 0.0
+        row["cost_usd"] = 0.0
+        del row["relative_pass_at_1"], row["relative_cost"]
+    files = write_report(tmp_path, s)
+    md = (tmp_path / "report.md").read_text()
+    assert "reaches 0.0% pass@1 (n/a of the large model alone, 0.0%)" in md
+    assert "GPU cost" not in md.split("\n| system")[0]
+    assert TRADEOFF_PNG in {f.name for f in files}

@@ -221,9 +221,12 @@ def _headline(summary: dict[str, Any]) -> str:
     if best is None:
         return ""
     r = systems[best]
-    return (f"**{best}** reaches {r['pass_at_1']:.1%} pass@1 ({r['relative_pass_at_1']:.1%} of the large model alone, "
-            f"{large['pass_at_1']:.1%}) while sending {r['large_share']:.0%} of tasks to the large model, "
-            f"at {r.get('relative_cost', float('nan')):.0%} of its GPU cost.")
+    # relative figures are absent when the large model alone scores 0 or costs nothing (CPU tiers)
+    relative = _fmt(r.get("relative_pass_at_1"), ".1%")
+    cost = r.get("relative_cost")
+    return (f"**{best}** reaches {r['pass_at_1']:.1%} pass@1 ({relative} of the large model alone, "
+            f"{large['pass_at_1']:.1%}) while sending {r['large_share']:.0%} of tasks to the large model"
+            + (f", at {cost:.0%} of its GPU cost." if cost is not None else "."))
 
 
 def write_report(run_dir: str | Path, summary: dict[str, Any]) -> list[Path]:

@@ -15,7 +15,7 @@ from routerllm.exceptions import ConfigError
 def test_default_config_follows_the_model():
     cfg, path = load_config_for("gemma3_270m", None)
     assert Path(path).name == "local_config.yaml" and cfg.models.large_llm.name == "gemma3_270m"
-    cfg, path = load_config_for("gemma3_270m_nf4", None)
+    cfg, path = load_config_for("gemma3_270m_short", None)
     assert Path(path).name == "local_config.yaml"
     cfg, path = load_config_for("llama3_405b", None)
     assert Path(path).name == "production_config.yaml"
