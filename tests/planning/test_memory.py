@@ -110,3 +110,58 @@ def test_bad_dtype_and_quantization_raise_plan_errors():
         memory.linear_weight_bytes(4, 4, "int3", 2)
     with pytest.raises(PlanError, match="float8"):
         memory.dtype_bytes("float8")
+
+
+def test_dequant_workspace_is_the_largest_quantized_linear():
+    model = get_spec("llama3_70b").meta_model("bfloat16")
+    largest = 8192 * 28672  # the MLP projections (config.json: hidden 8192, intermediate 28672)
+    assert memory.dequant_workspace_bytes(model, "nf4", "gpu") == largest * 2
+    assert memory.dequant_workspace_bytes(model, "nf4", "cpu") == largest * 2
+    assert memory.dequant_workspace_bytes(model, "int8", "cpu") == largest * 4
+    assert memory.dequant_workspace_bytes(model, "int8", "gpu") == 0
+    assert memory.dequant_workspace_bytes(model, "none", "cpu") == 0
+
+
+def test_plan_reserves_the_dequant_workspace():
+    from routerllm.hardware import get_profile
+    from routerllm.planning.planner import PlanOptions, plan
+
+    spec, hw = get_spec("llama3_70b"), get_profile("2xH100-80GB")
+    plain = plan(spec, hw, PlanOptions(quantization="none", context_length=2048))
+    nf4 = plan(spec, hw, PlanOptions(quantization="nf4", context_length=2048))
+    assert nf4.device(0).activation_bytes - plain.device(0).activation_bytes == 8192 * 28672 * 2
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads VmHWM from /proc")
+@pytest.mark.parametrize("quant", ["nf4", "int8"])
+def test_bitsandbytes_cpu_forward_needs_the_planned_workspace(quant):
+    """The fact behind DEQUANT_BYTES_PER_PARAM, measured: peak RSS over one CPU forward of a
+    quantized 16384x640 linear is at least the planned workspace (bitsandbytes 0.50)."""
+    bnb = pytest.importorskip("bitsandbytes")
+    import ctypes
+
+    import psutil
+
+    out_f, in_f = 16384, 640
+    w = torch.randn(out_f, in_f, dtype=torch.bfloat16)
+    if quant == "nf4":
+        lin = bnb.nn.Linear4bit(in_f, out_f, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4")
+        lin.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4")
+    else:
+        lin = bnb.nn.Linear8bitLt(in_f, out_f, bias=False, has_fp16_weights=False, threshold=6.0)
+        lin.weight = bnb.nn.Int8Params(w.half(), requires_grad=False, has_fp16_weights=False)
+    lin = lin.to("cpu").eval()
+    x = torch.randn(1, 1, in_f, dtype=torch.bfloat16)
+    with torch.no_grad():
+        lin(x)  # first forward: NF4 repacks its weight for the CPU kernel
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    base = psutil.Process().memory_info().rss
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    with torch.no_grad():
+        lin(x)
+    peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024 - base
+    per_param = 2 if quant == "nf4" else memory.INT8_DEQUANT_BYTES_PER_PARAM["cpu"]
+    planned = out_f * in_f * per_param
+    assert peak >= 0.8 * planned, (peak, planned)
+    assert peak <= 1.6 * planned, (peak, planned)

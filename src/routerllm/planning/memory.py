@@ -219,6 +219,28 @@ def activation_bytes(spec: "ModelSpec", tokens: int, batch_size: int, act_dtype_
     return int(batch_size * tokens * per_token * act_dtype_bytes)
 
 
+# Transient bytes per parameter of the largest quantized linear while it runs (bitsandbytes 0.50,
+# measured on a 16384x640 layer with /proc VmHWM around one forward, M = 1..64 tokens):
+# - NF4/FP4: the weight is dequantized to the compute dtype for the matmul (CPU gemv_4bit: +2.0
+#   B/param at M = 1 too; CUDA: for prefills, M > 1, `dequantize_4bit` then cuBLAS);
+# - int8 on the CPU: dequantized to float32 (+3.8-4.1 B/param); on CUDA int8 runs as an int8 GEMM
+#   with only outlier columns in fp16, so nothing weight-sized is added.
+INT8_DEQUANT_BYTES_PER_PARAM = {"cpu": 4, "gpu": 0}
+
+
+def dequant_workspace_bytes(model: Any, quantization: str, device_kind: str, compute_dtype_bytes: int = 2) -> int:
+    """Workspace of bitsandbytes' matmul on a `device_kind` ('cpu' | 'gpu') device: the largest
+    quantized linear's weight, dequantized for one forward (layers run one at a time)."""
+    if quantization == "none":
+        return 0
+    per_param = INT8_DEQUANT_BYTES_PER_PARAM[device_kind] if quantization == "int8" else compute_dtype_bytes
+    names = quantizable_linears(model, quantization)
+    if not names or not per_param:
+        return 0
+    largest = max(model.get_submodule(n).weight.numel() for n in names)
+    return int(largest * per_param)
+
+
 def logits_bytes(spec: "ModelSpec", batch_size: int) -> int:
     """Logits of the last position per sequence, float32 (generate() keeps only the last position
     via `logits_to_keep=1`), twice for the softmax/processor copy."""
