@@ -13,7 +13,8 @@ import openai
 import pytest
 
 from routerllm.backends.replay import ReplayBackend
-from serverkit import LARGE_FILE, TASK, GatedBackend, replay_config, running, wait_for
+from routerllm.config import config_from_dict
+from serverkit import LARGE_FILE, SMALL_FILE, TASK, GatedBackend, replay_config, replay_config_dict, running, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -275,10 +276,13 @@ def test_small_tier_timeout_is_504():
         gated.gate.set()
 
 
-def test_health_is_503_when_a_tier_is_not_reachable(tmp_path):
+@pytest.mark.parametrize("fallback", [True, False])
+def test_health_when_the_large_tier_is_not_reachable(tmp_path, fallback):
+    """Large tier down: 200 "degraded" while a small tier can answer for it (fallback on), else 503."""
     copy = tmp_path / "gpt4.jsonl"
     copy.write_bytes(LARGE_FILE.read_bytes())
-    cfg = replay_config(large={"name": "gpt4", "backend": "replay", "replay_file": str(copy)})
+    cfg = replay_config(large={"name": "gpt4", "backend": "replay", "replay_file": str(copy)},
+                        server={"fallback_to_small": fallback})
     with running(cfg) as url:
         base = url.removesuffix("/v1")
         ok = httpx.get(f"{base}/health")
@@ -286,9 +290,32 @@ def test_health_is_503_when_a_tier_is_not_reachable(tmp_path):
         assert ok.json()["tiers"]["gpt4"] == {"ready": True, "role": "large"}
         copy.unlink()
         down = httpx.get(f"{base}/health")
-        assert down.status_code == 503 and down.json()["tiers"]["gpt4"]["ready"] is False
+        assert down.json()["tiers"]["gpt4"]["ready"] is False
         assert down.json()["tiers"]["mistral7b"]["ready"] is True
+        if fallback:
+            assert (down.status_code, down.json()["status"]) == (200, "degraded")
+            # and it is true: a request for the large tier is still answered (the replay tier keeps its
+            # records in memory; test_large_tier_killed covers a fallback after a real failure)
+            r = httpx.post(f"{url}/completions", json={"model": "large", "prompt": "x", **TASK})
+            assert r.status_code == 200
+        else:
+            assert (down.status_code, down.json()["status"]) == (503, "unavailable")
         assert "routerllm_tier_up{tier=\"gpt4\"} 0.0" in httpx.get(f"{base}/metrics").text
+
+
+def test_health_is_503_when_a_small_tier_is_not_reachable(tmp_path):
+    copy = tmp_path / "mistral7b.jsonl"
+    copy.write_bytes(SMALL_FILE.read_bytes())
+    raw = replay_config_dict()
+    raw["models"]["small_llms"][0]["replay_file"] = str(copy)
+    cfg = config_from_dict(raw)
+    with running(cfg) as url:
+        base = url.removesuffix("/v1")
+        assert httpx.get(f"{base}/health").status_code == 200
+        copy.unlink()
+        down = httpx.get(f"{base}/health")
+        assert (down.status_code, down.json()["status"]) == (503, "unavailable")
+        assert down.json()["tiers"]["mistral7b"]["ready"] is False
 
 
 def test_metrics_count_requests_decisions_tokens_latency_and_co2(replay_server):

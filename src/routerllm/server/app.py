@@ -3,7 +3,9 @@
     GET  /v1/models            tiers and routing strategies (`model` of a request names one of them)
     POST /v1/completions       prompt -> routed completion   (stream: true -> server-sent events)
     POST /v1/chat/completions  messages -> routed chat answer (stream: true -> server-sent events)
-    GET  /health               200 when every tier is loaded and answers its health probe, else 503
+    GET  /health               200 "ok" when every tier answers its health probe; 200 "degraded" when
+                               only the large tier is down and server.fallback_to_small can answer
+                               for it; else 503 "unavailable" (loading, a small tier down, no fallback)
     GET  /metrics              Prometheus text (see server/metrics.py)
 
 `model` is a strategy name (`router` = the config's default strategy, `cascade`, `small`, ...) or a
@@ -554,8 +556,15 @@ class ServerState:
             role = "large" if name == self.large_name else "small"
             result["role"] = role
             self.metrics.tier_up.labels(name).set(1 if result["ready"] else 0)
-        ok = self.ready and all(r["ready"] for r in tiers.values())
-        return ok, {"status": "ok" if ok else "unavailable", "tiers": tiers, "queue": self.admission.count}
+        down = {name for name, r in tiers.items() if not r["ready"]}
+        if self.ready and not down:
+            status = "ok"
+        elif (self.ready and down == {self.large_name} and self.server.fallback_to_small
+              and any(tiers[n]["ready"] for n in self.small_names)):
+            status = "degraded"  # every request is still answered: the large tier's by a small fallback
+        else:
+            status = "unavailable"
+        return status != "unavailable", {"status": status, "tiers": tiers, "queue": self.admission.count}
 
 
 def _max_body_bytes(config: "RouterLLMConfig") -> int:
