@@ -47,6 +47,7 @@ CHILD = textwrap.dedent(
     from routerllm.config import ModelConfig
     from routerllm.manager import LargeModelManager
     from routerllm.backends.base import GenerationRequest
+    from routerllm.procmem import peak_rss_bytes, reset_peak_rss
 
     overrides = json.loads(sys.argv[1])
     cfg = ModelConfig(name="gemma3_270m", model_id=%(model_id)r, dtype="bfloat16", context_length=%(context)d,
@@ -55,16 +56,10 @@ CHILD = textwrap.dedent(
     plan = manager.plan()
     manager.load(progress=False)
     prompt = "def fibonacci(n):\\n"
-    try:  # reset VmHWM (proc(5), /proc/pid/clear_refs "5") to see the peak of the generation alone
-        open("/proc/self/clear_refs", "w").write("5")
-    except OSError:
-        pass
+    reset = reset_peak_rss()  # to see the peak of the generation alone
     (gen,) = manager.generate([GenerationRequest(prompt, max_new_tokens=%(context)d - 8)])
-    try:
-        status = open("/proc/self/status").read()
-        peak = int(status.split("VmHWM:")[1].split()[0]) * 1024 - manager.load_info.rss_before_model_bytes
-    except (OSError, IndexError):
-        peak = None
+    peak = peak_rss_bytes() if reset else None
+    peak = peak - manager.load_info.rss_before_model_bytes if peak else None
     report = manager.memory_report()
     measured = manager.measured_weight_bytes()
     cpu = plan.device("cpu")

@@ -57,3 +57,19 @@ def test_no_mappings_means_nothing_changes(tmp_path):
     assert copy_tensors_out_of_mappings(model) == 0
     assert model.weight.data_ptr() == before
     assert file_mappings(".no-such-suffix") == [] and mapped_resident_bytes(".no-such-suffix") == 0
+
+
+def test_peak_rss_sees_a_freed_allocation_until_reset():
+    import psutil
+
+    from routerllm.procmem import peak_rss_bytes, release_free_heap, reset_peak_rss
+
+    release_free_heap()
+    assert reset_peak_rss()
+    base = psutil.Process().memory_info().rss
+    block = bytearray(64 * 2**20)  # zero-filled: every page touched
+    del block
+    release_free_heap()
+    assert peak_rss_bytes() - base >= 60 * 2**20
+    assert reset_peak_rss()
+    assert peak_rss_bytes() - psutil.Process().memory_info().rss < 16 * 2**20

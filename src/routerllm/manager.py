@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from routerllm.backends.base import Generation, GenerationRequest
 from routerllm.exceptions import CatalogError, ModelLoadError
 from routerllm.model_source import ResolvedModel, classify, hub_config_dir, resolve_model
-from routerllm.procmem import copy_tensors_out_of_mappings, mapped_resident_bytes
+from routerllm.procmem import copy_tensors_out_of_mappings, mapped_resident_bytes, release_free_heap
 from routerllm.units import format_size
 
 if TYPE_CHECKING:
@@ -245,20 +245,6 @@ def _tensor_bytes(t) -> int:
     if scb is not None and hasattr(scb, "numel"):
         total += scb.numel() * scb.element_size()
     return total
-
-
-def _release_free_heap() -> None:
-    """Give freed heap memory back to the OS (glibc malloc_trim). Quantizing at load time allocates
-    and frees the unquantized tensors; glibc keeps those pages otherwise (measured on the Gemma 270M
-    NF4 load: RSS added by the load 469 MB -> 233 MB after trimming). No-op off glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _dir_bytes(path: Path | None) -> int:
@@ -517,7 +503,7 @@ class LargeModelManager:
             if quant is not None:
                 import bitsandbytes  # noqa: F401  (its import, ~35 MB of modules, is not the model's)
             gc.collect()
-            _release_free_heap()
+            release_free_heap()
             rss_before_model = psutil.Process().memory_info().rss
             model = AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
         except (OSError, ValueError, RuntimeError) as exc:
@@ -536,7 +522,7 @@ class LargeModelManager:
                 notes.append(f"copied {format_size(copied)} of unquantized weights out of the checkpoint mapping "
                              "so the quantized layers' source pages are released")
         gc.collect()
-        _release_free_heap()
+        release_free_heap()
         tokenizer.padding_side = "left"
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -629,7 +615,7 @@ class LargeModelManager:
                 # bitsandbytes' CPU kernels dequantize each layer's weight per forward (and NF4 repacks
                 # it at the first); glibc keeps those freed pages. Measured on the Gemma 270M NF4:
                 # 62 MiB held after a generation, returned by this trim in ~4 ms.
-                _release_free_heap()
+                release_free_heap()
         return out  # type: ignore[return-value]
 
     def _generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:

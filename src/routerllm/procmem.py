@@ -1,5 +1,5 @@
 """Process memory seen through /proc (Linux): which parts of the RSS are memory-mapped checkpoint
-files, and moving tensors out of those mappings.
+files, moving tensors out of those mappings, handing freed heap back, and the peak RSS.
 
 Why this exists: transformers 5 opens safetensors checkpoints with safetensors' mmap backend, so an
 unquantized tensor loaded to the CPU is a view into the file mapping, and the whole mapping lives
@@ -11,7 +11,8 @@ safetensors 0.8): 191 MiB of such stale source pages next to 49 MiB of NF4 weigh
 `copy_tensors_out_of_mappings` copies the few unquantized tensors into process memory so the
 mapping, and its stale pages, are released.
 
-Off Linux (no /proc/self/maps) every function here finds no mappings and changes nothing.
+Off Linux (no /proc) the mapping functions find nothing and change nothing, and the peak is None;
+off glibc `release_free_heap` does nothing.
 """
 
 from __future__ import annotations
@@ -95,3 +96,39 @@ def copy_tensors_out_of_mappings(model: Any, suffix: str = ".safetensors") -> in
                 copied += buf.numel() * buf.element_size()
             module._buffers[name] = clones[id(buf)]
     return copied
+
+
+def release_free_heap() -> None:
+    """Give freed heap memory back to the OS (glibc malloc_trim). Quantizing at load time allocates
+    and frees the unquantized tensors; glibc keeps those pages otherwise (measured on the Gemma 270M
+    NF4 load: RSS added by the load 469 MB -> 233 MB after trimming). No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS: proc(5), /proc/pid/clear_refs "5".
+    False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes(status: Path = Path("/proc/self/status")) -> int | None:
+    """Peak RSS (VmHWM) since the process started or `reset_peak_rss`; None off Linux."""
+    try:
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * PAGE_KIB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -58,11 +58,17 @@ def replay_config(**kwargs: Any) -> RouterLLMConfig:
 @contextlib.contextmanager
 def running(config: RouterLLMConfig, backends: dict[str, Any] | None = None) -> Iterator[str]:
     """A real uvicorn serving build_app(config) on 127.0.0.1; yields the base URL (…/v1)."""
-    import uvicorn
-
     from routerllm.server.app import build_app
 
-    app = build_app(config, backends=backends)
+    with serving(build_app(config, backends=backends)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """A real uvicorn serving an ASGI `app` on 127.0.0.1 in a thread; yields the base URL (…/v1)."""
+    import uvicorn
+
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=2))

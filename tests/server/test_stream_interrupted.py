@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from routerllm.config import config_from_dict
-from serverkit import SMALL_FILE, running
+from serverkit import SMALL_FILE, running, serving
 
 FIRST_TOKEN = "def add(a, b):"
 
@@ -56,23 +56,8 @@ def _breaking_upstream():
 
 @pytest.fixture()
 def upstream_url():
-    import threading
-
-    import uvicorn
-
-    from serverkit import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(_breaking_upstream(), host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "upstream did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(_breaking_upstream()) as url:
+        yield url
 
 
 @pytest.mark.parametrize("chat", [False, True])
