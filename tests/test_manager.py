@@ -134,7 +134,11 @@ def test_unquantized_cpu_load_reads_weights_in_place(tiny_llama_bf16):
         assert _checkpoint_mappings(tiny_llama), "expected the safetensors file to be memory-mapped"
         assert not any("out of the checkpoint mapping" in n for n in info.notes)
         manager.generate([GenerationRequest("def add(a, b):", max_new_tokens=3)])
-        assert manager.memory_report().checkpoint_mapped_bytes > 0
+        report = manager.memory_report()
+        assert report.checkpoint_mapped_bytes > 0
+        # the cpu row's resident is the model's share of the RSS, not the whole process
+        (cpu,) = [d for d in report.devices if d.device == "cpu"]
+        assert cpu.resident_bytes == report.model_rss_bytes < report.rss_bytes
     finally:
         manager.unload()
 

@@ -102,7 +102,8 @@ class DeviceMemory:
     planned_bytes: int | None  # plan total (weights + KV + activations + overhead)
     planned_weight_bytes: int | None
     weight_bytes: int  # parameters + buffers (+ quantization constants) placed there, measured
-    resident_bytes: int | None  # cuda: memory_allocated; cpu: process RSS; disk: bytes written to the
+    resident_bytes: int | None  # cuda: memory_allocated; cpu: RSS added since just before the weights
+    # loaded (MemoryReport.model_rss_bytes); disk: bytes written to the
     # offload folder (0 when accelerate reads a safetensors checkpoint in place instead of copying it)
     peak_bytes: int | None = None  # cuda: max_memory_allocated
 
@@ -134,7 +135,10 @@ class MemoryReport:
         """A rich Table: device | weights measured | weights planned | ratio | resident | planned total."""
         from rich.table import Table
 
-        table = Table(title="Memory per device (measured vs plan)")
+        table = Table(title="Memory per device (measured vs plan)",
+                      caption=f"cpu resident: RSS the model added (process RSS {format_size(self.rss_bytes)}, "
+                              f"with the tokenizer and libraries; checkpoint pages mapped "
+                              f"{format_size(self.checkpoint_mapped_bytes)})")
         for col in ("device", "weights measured", "weights planned", "ratio", "resident", "planned total"):
             table.add_column(col, justify="right" if col != "device" else "left")
         fmt = lambda b: "-" if b is None else format_size(b)  # noqa: E731
@@ -699,6 +703,7 @@ class LargeModelManager:
         measured = self.measured_weight_bytes()
         planned = {_device_key(d.device): d for d in (self._plan.devices if self._plan else [])}
         rss = psutil.Process().memory_info().rss
+        model_rss = rss - (self.load_info.rss_before_model_bytes if self.load_info else 0)
         rows = []
         for key in sorted(set(measured) | set(planned), key=lambda k: (not k.isdigit(), k)):
             plan_dev = planned.get(key)
@@ -707,7 +712,7 @@ class LargeModelManager:
                 resident = torch.cuda.memory_allocated(int(key))
                 peak = torch.cuda.max_memory_allocated(int(key))
             elif key == "cpu":
-                resident = rss
+                resident = model_rss  # what the plan's cpu total predicts (tokenizer, libraries excluded)
             elif key == "disk":
                 resident = _dir_bytes(self._offload_dir)
             rows.append(DeviceMemory(
@@ -718,8 +723,7 @@ class LargeModelManager:
                 resident_bytes=resident,
                 peak_bytes=peak,
             ))
-        return MemoryReport(rows, rss, rss - (self.load_info.rss_before_model_bytes if self.load_info else 0),
-                            checkpoint_mapped_bytes=mapped_resident_bytes())
+        return MemoryReport(rows, rss, model_rss, checkpoint_mapped_bytes=mapped_resident_bytes())
 
     # -- unloading ---------------------------------------------------------------------------------
 
