@@ -58,8 +58,7 @@ CHILD = textwrap.dedent(
     prompt = "def fibonacci(n):\\n"
     reset = reset_peak_rss()  # to see the peak of the generation alone
     (gen,) = manager.generate([GenerationRequest(prompt, max_new_tokens=%(context)d - 8)])
-    peak = peak_rss_bytes() if reset else None
-    peak = peak - manager.load_info.rss_before_model_bytes if peak else None
+    peak = peak_rss_bytes() - manager.load_info.rss_before_model_bytes if reset else None
     report = manager.memory_report()
     measured = manager.measured_weight_bytes()
     cpu = plan.device("cpu")

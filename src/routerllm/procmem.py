@@ -79,11 +79,10 @@ def copy_tensors_out_of_mappings(model: Any, suffix: str = ".safetensors") -> in
     if not mappings:
         return 0
     starts = [m.start for m in mappings]
-    copied, seen = 0, set()
-    for param in model.parameters():
-        if id(param) in seen or param.device.type != "cpu" or not _inside(param.data_ptr(), mappings, starts):
+    copied = 0
+    for param in model.parameters():  # yields a tied Parameter once
+        if param.device.type != "cpu" or not _inside(param.data_ptr(), mappings, starts):
             continue
-        seen.add(id(param))
         param.data = param.data.clone()
         copied += param.numel() * param.element_size()
     clones: dict[int, Any] = {}

@@ -252,11 +252,10 @@ def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
     exec_devices = gpu_ids or ["cpu"]
     act_layer = memory.activation_bytes(spec, tokens, batch, nbytes)
     logits = memory.logits_bytes(spec, batch)
-    act_res = {d: (act_layer + logits if (d in exec_devices and options.reserve_runtime) else 0) for d in caps}
-    if options.reserve_runtime:  # bitsandbytes dequantizes the running layer's weight (memory.py)
-        for d in exec_devices:
-            act_res[d] += memory.dequant_workspace_bytes(model, options.quantization, "gpu" if isinstance(d, int) else "cpu",
-                                                         nbytes)
+    # one layer's activations, the logits and bitsandbytes' dequantized weight of the running layer
+    act_res = {d: (act_layer + logits + memory.dequant_workspace_bytes(
+                       model, options.quantization, "gpu" if isinstance(d, int) else "cpu", nbytes)
+                   if (d in exec_devices and options.reserve_runtime) else 0) for d in caps}
     kv_res: dict[Any, int] = {d: 0 for d in caps}
     if options.reserve_runtime:  # first guess: KV spread like the weights, by capacity
         kv_all = spec.kv_cache_bytes(tokens, batch, kv_nbytes)
