@@ -2,7 +2,7 @@
 and at what share of large-model calls.
 
 For the recorded pairs Mistral-7B-Instruct-v0.1 -> gpt-4-0613 and Llama-2-7b-chat -> Llama-2-70b-chat
-(../shared/data/humaneval-generations, replay backend), all 164 HumanEval tasks, it runs the
+(data/humaneval-generations, replay backend), all 164 HumanEval tasks, it runs the
 comparison (routerllm.comparison) with every strategy, and prints per strategy: pass@1 as a share
 of large-only pass@1, the share of tasks that reached the large model, small-model calls per
 task, and the random-routing pass@1 at the same share of large calls (the straight line from

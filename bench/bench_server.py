@@ -10,7 +10,7 @@
 
     python bench/bench_server.py [--requests 500] [--clients 50] [--seconds 30] [--max-queue 32]
 
-Needs the recorded generations in ../shared/data/humaneval-generations (beside the repo).
+Uses the recorded generations in data/humaneval-generations.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import openai
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = (ROOT / ".." / "shared" / "data" / "humaneval-generations").resolve()
+DATA = ROOT / "data" / "humaneval-generations"
 
 
 def pct(values: list[float], q: float) -> float:

@@ -16,7 +16,7 @@ from routerllm.runner import ResultsLog
 
 REPO = Path(__file__).resolve().parents[1]
 REPLAY = REPO / "configs" / "replay_config.yaml"
-RECORDED = REPO.parent / "shared" / "data" / "humaneval-generations"
+RECORDED = REPO / "data" / "humaneval-generations"
 
 pytestmark = pytest.mark.skipif(not RECORDED.is_dir(), reason=f"recorded generations not at {RECORDED}")
 

@@ -108,7 +108,7 @@ def resolve_replay_paths(config: "RouterLLMConfig") -> None:
             raise ConfigError(
                 f"models.{model.name}.replay_file",
                 f"no recorded generations at {path} (looked in {Path.cwd()} and {', '.join(map(str, roots)) or '-'})",
-                fix="run from the repository root with ../shared/data/humaneval-generations beside it, "
+                fix="run from the repository root (the recorded generations are in data/humaneval-generations/), "
                 "or give an absolute path",
             )
 

@@ -1,4 +1,4 @@
-"""The replay backend on the real recorded generations (../shared/data/humaneval-generations)."""
+"""The replay backend on the real recorded generations (data/humaneval-generations)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from routerllm.evaluation.prompting import build_program, mode_for
 from routerllm.evaluation.sandbox import Sandbox
 from routerllm.exceptions import BackendError, ConfigError
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "humaneval-generations"
+DATA = Path(__file__).resolve().parents[2] / "data" / "humaneval-generations"
 
 
 def _model(path: Path, **cost) -> ModelConfig:

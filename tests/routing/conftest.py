@@ -1,5 +1,5 @@
 """Fixtures for routing tests: replay tiers over the real recorded generations in
-../shared/data/humaneval-generations (beside the repository), a shared sandbox, HumanEval tasks."""
+data/humaneval-generations (in the repository), a shared sandbox, HumanEval tasks."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from routerllm.evaluation.sandbox import Sandbox
 from routerllm.routing import build_tiers
 
 REPO = Path(__file__).resolve().parents[2]
-RECORDED = REPO.parent / "shared" / "data" / "humaneval-generations"
+RECORDED = REPO / "data" / "humaneval-generations"
 
 
 def recorded_file(name: str) -> str:
     path = RECORDED / f"{name}.jsonl"
     if not path.is_file():
-        pytest.skip(f"recorded generations not found at {path} (shared/ must sit beside the repository)")
+        pytest.skip(f"recorded generations not found at {path} (data/humaneval-generations in the repository)")
     return str(path)
 
 

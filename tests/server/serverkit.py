@@ -25,8 +25,7 @@ from routerllm.backends.replay import ReplayBackend
 from routerllm.config import RouterLLMConfig, config_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
-# In CI the repo is a fresh clone with shared/ beside it (../shared/data/... from the repo root).
-DATA = (ROOT / ".." / "shared" / "data" / "humaneval-generations").resolve()
+DATA = ROOT / "data" / "humaneval-generations"
 LARGE_FILE = DATA / "gpt-4-0613.jsonl"
 SMALL_FILE = DATA / "Mistral-7B-Instruct-v0.1.jsonl"
 TASK = {"routerllm": {"task_id": "HumanEval/2"}}  # extra_body naming a recorded task
@@ -40,7 +39,7 @@ def free_port() -> int:
 
 def replay_config_dict(large: dict[str, Any] | None = None, server: dict[str, Any] | None = None,
                        router: dict[str, Any] | None = None) -> dict[str, Any]:
-    assert LARGE_FILE.is_file(), f"recorded generations missing at {DATA} (the shared/ folder beside the repo)"
+    assert LARGE_FILE.is_file(), f"recorded generations missing at {DATA} (data/humaneval-generations in the repository)"
     return {
         "models": {
             "large_llm": large or {"name": "gpt4", "backend": "replay", "replay_file": str(LARGE_FILE)},

@@ -1,7 +1,7 @@
 """Replay backend: answers HumanEval tasks with recorded generations.
 
 The file (`models.<tier>.replay_file`) has one JSON object per line, the format of
-`../shared/data/humaneval-generations/*.jsonl`:
+`data/humaneval-generations/*.jsonl` in the repository:
 
     {"task_id": "HumanEval/0", "sample": 0, "completion": "<a whole program>", "passed": true, "passed_plus": true}
 
@@ -65,7 +65,7 @@ class ReplayBackend:
             raise ConfigError(
                 f"models.{self.model.name}.replay_file",
                 f"no recorded generations at {self.path}",
-                fix="point replay_file at a JSONL such as ../shared/data/humaneval-generations/gpt-4-0613.jsonl",
+                fix="point replay_file at a JSONL such as data/humaneval-generations/gpt-4-0613.jsonl",
             )
         records: dict[str, dict[int, dict]] = defaultdict(dict)
         with self.path.open(encoding="utf-8") as fh:
