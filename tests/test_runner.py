@@ -112,6 +112,29 @@ def test_run_tasks_resumes_and_summarizes(tmp_path):
     assert calls.count("HumanEval/4") == 2  # the abandoned task was redone, nothing else was
 
 
+def test_run_tasks_in_batches_redoes_only_the_abandoned_batch(tmp_path):
+    tasks = load_tasks(10)
+    batches: list[list[str]] = []
+
+    def process_batch(batch):
+        batches.append([t.task_id for t in batch])
+        if len(batches) == 3:
+            raise KeyboardInterrupt  # abandoned mid-batch: none of its tasks may be recorded
+        return [{"value": t.number} for t in batch]
+
+    out = run_tasks(tmp_path / "run", tasks, process_batch=process_batch, batch_size=3, progress=False)
+    assert out.status == "interrupted"
+    assert [r["task_id"] for r in _records(tmp_path / "run")] == [t.task_id for t in tasks[:6]]
+    out = run_tasks(tmp_path / "run", tasks, process_batch=process_batch, batch_size=3, resume=True, progress=False)
+    assert out.complete and [r["task_id"] for r in _records(tmp_path / "run")] == [t.task_id for t in tasks]
+    assert batches[3] == batches[2] == ["HumanEval/6", "HumanEval/7", "HumanEval/8"]  # redone as it was
+    assert batches[4] == ["HumanEval/9"]
+    with pytest.raises(RunError, match="one record per task"):
+        run_tasks(tmp_path / "other", tasks, process_batch=lambda b: [{}], batch_size=2, progress=False)
+    with pytest.raises(ValueError):
+        run_tasks(tmp_path / "x", tasks, progress=False)
+
+
 def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(replay_setup):
     cfg_path, _, results = replay_setup
     run_dir = results / "run"

@@ -234,8 +234,10 @@ def _progress(enabled: bool, description: str):
 def run_tasks(
     run_dir: str | Path,
     tasks: list["Task"],
-    process: Callable[["Task"], dict[str, Any]],
+    process: Callable[["Task"], dict[str, Any]] | None = None,
     *,
+    process_batch: Callable[[list["Task"]], list[dict[str, Any]]] | None = None,
+    batch_size: int = 1,
     resume: bool = False,
     meta: dict[str, Any] | None = None,
     summarize_fn: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
@@ -245,7 +247,21 @@ def run_tasks(
     description: str = "tasks",
     status_fn: Callable[[list[dict[str, Any]]], str] | None = None,
 ) -> RunOutcome:
-    """Run `process` on every task not yet in `run_dir`, durably and resumably (module docstring)."""
+    """Run `process` on every task not yet in `run_dir`, durably and resumably (module docstring).
+
+    With `process_batch(tasks) -> records` (one record per task, in order) instead, pending tasks are
+    handed over `batch_size` at a time (cross-task batching: one weight stream serves the whole
+    batch); each batch's records are written task by task as soon as it completes, a stop request is
+    honoured between batches, and an abandoned batch (second Ctrl-C, SIGKILL) leaves no record, so a
+    resume redoes exactly that batch."""
+    if (process is None) == (process_batch is None):
+        raise ValueError("run_tasks needs exactly one of process (one task) or process_batch (a list)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1")
+    if process_batch is None:
+        assert process is not None
+        single = process
+        process_batch, batch_size = (lambda batch: [single(t) for t in batch]), 1
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir, resume)
     if meta is not None and not (run_dir / META_FILE).exists():
@@ -283,17 +299,22 @@ def run_tasks(
         handle = bar.add_task(description, total=len(tasks), completed=len(tasks) - len(pending),
                               status=status_fn(records) if status_fn else "")
         try:
-            for task in pending:
+            for start in range(0, len(pending), batch_size):
                 if stop.requested:
                     status = "interrupted"
                     break
-                record = process(task)
-                record.setdefault("task_id", task.task_id)
-                record.setdefault("finished_at", _now())
-                results.append(record)
-                records.append(record)
-                since_summary += 1
-                bar.update(handle, advance=1, status=status_fn(records) if status_fn else "")
+                batch = pending[start:start + batch_size]
+                batch_records = process_batch(batch)
+                if len(batch_records) != len(batch):
+                    raise RunError(f"process_batch returned {len(batch_records)} records for {len(batch)} tasks",
+                                   fix="return one record per task, in the order given")
+                for task, record in zip(batch, batch_records):
+                    record.setdefault("task_id", task.task_id)
+                    record.setdefault("finished_at", _now())
+                    results.append(record)
+                    records.append(record)
+                    since_summary += 1
+                bar.update(handle, advance=len(batch), status=status_fn(records) if status_fn else "")
                 if since_summary >= summary_every:
                     write_summary("running")
                     since_summary = 0
