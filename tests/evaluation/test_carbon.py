@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from routerllm.evaluation.carbon import CarbonTracker, carbon_intensity_kg_per_kwh
+from routerllm.evaluation.carbon import CarbonTracker, carbon_intensity_kg_per_kwh, split_by_share
 from routerllm.evaluation.monitor import ResourceMonitor
 
 
@@ -72,3 +72,15 @@ def test_monitor_samples_memory(tmp_path):
     assert s["ram_total_bytes"] > 0
     assert (tmp_path / "m.jsonl").read_text().count("\n") == s["samples"]
     del block
+
+
+def test_split_by_share_adds_up_to_the_batch():
+    batch = {"energy_kwh": 0.03, "co2_kg": 0.0012, "cpu_kwh": 0.02, "gpu_kwh": None, "ram_kwh": 0.01,
+             "duration_s": 6.0, "cpu_power_w": 40.0, "source": "codecarbon"}
+    parts = split_by_share(batch, [100, 300, 200])
+    assert [round(p["energy_kwh"], 6) for p in parts] == [0.005, 0.015, 0.01]
+    assert sum(p["co2_kg"] for p in parts) == pytest.approx(0.0012)
+    assert all(p["gpu_kwh"] is None and p["cpu_power_w"] == 40.0 and p["source"] == "codecarbon" for p in parts)
+    assert [p["batch_share"] for p in split_by_share(batch, [0, 0])] == [0.5, 0.5]
+    assert split_by_share(None, [1, 2]) == [None, None] and split_by_share({}, [3]) == [None]
+    assert split_by_share(batch, []) == []

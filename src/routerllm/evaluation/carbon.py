@@ -205,6 +205,33 @@ class CarbonTracker:
         }
 
 
+# energy-like figures of a measurement that add up over tasks (split by share); the rest (power,
+# country, source) describe the measurement and are copied to every part
+_ADDITIVE = ("energy_kwh", "co2_kg", "cpu_kwh", "gpu_kwh", "ram_kwh", "duration_s")
+
+
+def split_by_share(measured: dict[str, Any] | None, weights: list[float]) -> list[dict[str, Any] | None]:
+    """A batch's measurement (`CarbonTracker.task` of one batched generate) split over its tasks in
+    proportion to `weights` (their generated tokens): the one place a batch's energy and CO2 are
+    shared out, so the per-task figures still add up to what codecarbon measured for the batch.
+    Zero total weight splits evenly. An empty or missing measurement gives None per task."""
+    if not weights:
+        return []
+    if not measured:
+        return [None] * len(weights)
+    total = float(sum(max(w, 0.0) for w in weights))
+    shares = [max(w, 0.0) / total for w in weights] if total > 0 else [1.0 / len(weights)] * len(weights)
+    parts = []
+    for share in shares:
+        part = dict(measured)
+        for key in _ADDITIVE:
+            if measured.get(key) is not None:
+                part[key] = float(measured[key]) * share
+        part["batch_share"] = share
+        parts.append(part)
+    return parts
+
+
 def carbon_intensity_kg_per_kwh(country_iso_code: str) -> float | None:
     """The grid's carbon intensity codecarbon uses offline for a country (kg CO2eq per kWh), from
     its bundled global_energy_mix.json (g/kWh / 1000). None when codecarbon or the country is missing.
