@@ -51,6 +51,10 @@ ERROR_STATUSES = {
 }
 
 
+# The detail of FastAPI's HTTPException when a body cannot be decoded (fastapi 0.165, routing.py).
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
 class ApiError(Exception):
     """An error answered with an OpenAI-style body. `close`: end the connection after it (the
     request's body was not read, so the connection cannot carry another request)."""
@@ -123,6 +127,11 @@ def install_handlers(app: FastAPI, record: Callable[[Request, int], None]) -> No
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         record(request, exc.status_code)
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_ERROR:
+            # FastAPI's answer when json.loads fails otherwise than with a JSONDecodeError: bytes that are
+            # not UTF-8, or nesting deeper than Python's recursion limit
+            return ApiError(400, "The request body is not valid JSON (it must be UTF-8, and not nested deeper than "
+                            "a few hundred levels).", "invalid_request_error", code="invalid_json").response()
         kind: p.ErrorType = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
         return ApiError(exc.status_code, f"{message}: {request.method} {request.url.path}", kind,
