@@ -8,7 +8,8 @@ from the running service (`describe`):
   FastAPI's default 422 is removed (validation errors are 400s here);
 * the bearer security scheme, on every operation the guard protects (none when no key is set);
 * `model` as an enum of the names served (strategies, `router`, tiers), known once the tiers are
-  loaded; `max_tokens` up to server.max_tokens_limit and the prompt up to server.max_prompt_chars.
+  loaded; `max_tokens` up to server.max_tokens_limit and the prompt up to server.max_prompt_chars;
+  when every tier replays recorded answers, `routerllm.task_id` required, among the recorded tasks.
 The document is built after start-up and cached; before start-up it is built but not cached.
 """
 
@@ -58,6 +59,15 @@ _SUMMARIES = {
 }
 
 
+def _sse_event(chunk: str) -> dict[str, Any]:
+    """One server-sent event (OpenAPI 3.1: the media type's schema describes each event): its data is
+    a chunk's JSON, an error's JSON, or [DONE]."""
+    json_data = {"type": "string", "contentMediaType": "application/json", "contentSchema": {"anyOf": [
+        {"$ref": f"#/components/schemas/{chunk}"}, {"$ref": "#/components/schemas/ErrorResponse"}]}}
+    return {"type": "object", "required": ["data"], "description": SSE_DESCRIPTION,
+            "properties": {"event": {"type": "string"}, "data": {"anyOf": [{"const": "[DONE]"}, json_data]}}}
+
+
 def _error(status: int) -> dict[str, Any]:
     out: dict[str, Any] = {"model": p.ErrorResponse, "description": ERROR_STATUSES[status]}
     if status == 429:
@@ -71,9 +81,9 @@ def route_docs(route: str) -> dict[str, Any]:
     ok: dict[str, Any]
     if route in ("completions", "chat"):
         model = p.Completion if route == "completions" else p.ChatCompletion
+        chunk = "Completion" if route == "completions" else "ChatCompletionChunk"
         ok = {"model": model, "description": "The answer, with `routerllm` saying which tier answered and why",
-              "headers": headers,
-              "content": {"text/event-stream": {"schema": {"type": "string", "description": SSE_DESCRIPTION}}}}
+              "headers": headers, "content": {"text/event-stream": {"schema": _sse_event(chunk)}}}
     elif route == "models":
         ok = {"model": p.ModelList, "description": "Strategies and tiers"}
     elif route == "model":
@@ -99,6 +109,10 @@ def describe(app: "FastAPI", service: "Service", open_paths: set[str]) -> dict[s
     schemas = components.setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    for model in (p.ChatCompletionChunk, p.Completion, p.ErrorResponse):  # referenced by the event streams
+        defined = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+        for name, definition in {**defined.pop("$defs", {}), model.__name__: defined}.items():
+            schemas.setdefault(name, definition)
     if service.api_keys:
         components["securitySchemes"] = {BEARER: {"type": "http", "scheme": "bearer",
                                                   "description": "one of the server's API keys"}}
@@ -115,6 +129,7 @@ def describe(app: "FastAPI", service: "Service", open_paths: set[str]) -> dict[s
                     if param.get("name") == "model" and service.known_models:
                         param["schema"] = {"type": "string", "enum": list(service.known_models)}
     _limits(schemas, service)
+    _recorded_tasks(schemas, service)
     if service.ready:
         app.openapi_schema = schema
     return schema
@@ -152,3 +167,30 @@ def _branches(schema: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not schema:
         return []
     return list(schema.get("anyOf", [])) or [schema]
+
+
+def _recorded_tasks(schemas: dict[str, Any], service: "Service") -> None:
+    """When every tier replays recorded answers, a request must name a task they all record:
+    `routerllm.task_id` is then required and an enum of those tasks."""
+    from routerllm.backends.replay import ReplayBackend
+
+    backends = [proxy.backend for proxy in service.tiers.proxies.values()]
+    if not backends or not all(isinstance(b, ReplayBackend) for b in backends) or not service.ready:
+        return
+    common = sorted(set.intersection(*(set(b.task_ids()) for b in backends)), key=_task_order)
+    options = schemas.get("RouterLLMOptions")
+    if not common or options is None:
+        return
+    options["properties"]["task_id"] = {"type": "string", "enum": common,
+                                        "description": "a HumanEval task every (replay) tier records"}
+    options["required"] = ["task_id"]
+    for name in ("CompletionRequest", "ChatCompletionRequest"):
+        request = schemas.get(name)
+        if request is not None and "routerllm" in request.get("properties", {}):
+            request["properties"]["routerllm"] = {"$ref": "#/components/schemas/RouterLLMOptions"}
+            request["required"] = [*request.get("required", []), "routerllm"]
+
+
+def _task_order(task_id: str) -> tuple[str, int]:
+    prefix, _, number = task_id.rpartition("/")
+    return (prefix, int(number)) if number.isdigit() else (task_id, -1)

@@ -130,7 +130,7 @@ class RouterLLMOptions(_Request):
     sample: Int = Field(0, ge=0, le=2**31 - 1, description="which recorded sample a replay tier answers with")
     entry_point: Name | None = Field(
         None, description="function name (an ASCII Python identifier, not a keyword) the cascade checks examples against",
-        json_schema_extra={"pattern": IDENTIFIER.pattern},
+        json_schema_extra={"pattern": IDENTIFIER.pattern, "not": {"enum": keyword.kwlist}},
     )
 
     @field_validator("entry_point")
@@ -155,7 +155,8 @@ class _Generation(_Request):
     n: Int = Field(1, ge=1, le=1, description="routerllm answers with one choice")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: Text | list[Text] | None = Field(None, description=f"at most {MAX_STOP_SEQUENCES} stop sequences")
+    stop: Text | Annotated[list[Text], Field(max_length=MAX_STOP_SEQUENCES)] | None = Field(
+        None, description=f"at most {MAX_STOP_SEQUENCES} stop sequences")
     seed: Int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     user: Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(_valid_unicode)] | None = None
     routerllm: RouterLLMOptions | None = None
@@ -164,14 +165,6 @@ class _Generation(_Request):
     frequency_penalty: Any = _unsupported_field("frequency_penalty")
     presence_penalty: Any = _unsupported_field("presence_penalty")
     logit_bias: Any = _unsupported_field("logit_bias")
-
-    @field_validator("stop")
-    @classmethod
-    def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > MAX_STOP_SEQUENCES:
-            raise PydanticCustomError("too_many_stops", "at most {limit} stop sequences are accepted; got {n}",
-                                      {"limit": MAX_STOP_SEQUENCES, "n": len(value)})
-        return value
 
     @field_validator(*NEUTRAL, mode="before", check_fields=False)
     @classmethod

@@ -163,6 +163,8 @@ class Service:
     def chat_request(self, body: p.ChatCompletionRequest) -> GenerationRequest:
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         text = "\n".join(m["content"] for m in messages)
+        if body.max_completion_tokens is not None:  # it wins, but a max_tokens sent with it must be valid too
+            self._check_limits(body.max_tokens, "max_tokens", "", "messages")
         requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
         param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         max_tokens = self._check_limits(requested, param, text, "messages")
