@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi.responses import Response
 
 from routerllm.backends.base import Backend, GenerationRequest
-from routerllm.exceptions import RouterLLMError
+from routerllm.exceptions import BackendUnavailable, RouterLLMError
 from routerllm.server import protocol as p
 from routerllm.server import streaming
 from routerllm.server.admission import Admission, Slot, WorkQueue
@@ -226,6 +226,9 @@ class Service:
                 strategy=d.strategy, tier=d.tier, reason=d.reason, escalated=d.escalated,
                 attempts=max(1, len(answer.attempts)), details=_jsonable(d.details),
             )
+        if generation.finish_reason == "error":
+            raise BackendUnavailable(f"tier {info.tier!r} returned an error: {generation.extra.get('error', '')}",
+                                     tier=info.tier)
         return Outcome(generation, info)
 
     async def answer(self, target: Target, request: GenerationRequest, entry_point: str | None) -> Outcome:

@@ -6,8 +6,7 @@ A `TierProxy` is what strategies call. It
 * records, in the request's `Trace`, which tier the request is in and how many calls each tier got
   (the trace is how a time-out knows which tier it interrupted, and how `routerllm.calls` is counted);
 * turns every failure into a BackendError that names the tier: a BackendError of the backend keeps
-  its kind (timeout, unavailable, rejected), anything else is BackendUnavailable, and an answer
-  whose finish_reason is "error" is BackendUnavailable too.
+  its kind (timeout, unavailable, rejected), anything else is BackendUnavailable.
 
 `/health` probes every tier (each within server.health_timeout_s): "ok" when all answer, "degraded"
 when only the large tier is down and server.fallback_to_small lets a small tier answer for it,
@@ -111,17 +110,15 @@ class TierProxy:
     def close(self) -> None:
         self.backend.close()
 
-    def _enter(self, trace: Trace | None, count: int) -> None:
+    @contextlib.contextmanager
+    def _call(self, count: int) -> Iterator[Trace | None]:
+        """One call: counted and marked active in the request's trace; its failure named for this tier."""
+        trace = _TRACE.get()
         if trace is not None:
             trace.active = self.name
             trace.calls[self.name] = trace.calls.get(self.name, 0) + count
-
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
-        trace = _TRACE.get()
-        self._enter(trace, len(requests))
         try:
-            with self._lock:
-                out = self.backend.generate(requests)
+            yield trace
         except BaseException as exc:
             failure = _failure(self.name, exc)
             if failure is exc:
@@ -130,32 +127,21 @@ class TierProxy:
         finally:
             if trace is not None:
                 trace.active = None
-        errors = [g for g in out if g.finish_reason == "error"]
-        if errors:
-            raise BackendUnavailable(f"tier {self.name!r} returned an error: {errors[0].extra.get('error', '')}",
-                                     tier=self.name)
-        return out
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        with self._call(len(requests)), self._lock:
+            return self.backend.generate(requests)
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Generation]:
         """The backend's stream (text pieces, then the Generation), traced like generate()."""
         assert isinstance(self.backend, StreamingBackend), f"tier {self.name!r} does not stream"
-        trace = _TRACE.get()
-        self._enter(trace, 1)
-        try:
+        with self._call(1) as trace:
             for item in self.backend.stream(request):
                 if trace is not None:
-                    trace.active = None
+                    trace.active = None  # the client reads: the tier is not what the request waits for
                 yield item
                 if trace is not None:
                     trace.active = self.name
-        except BaseException as exc:
-            failure = _failure(self.name, exc)
-            if failure is exc:
-                raise
-            raise failure from exc
-        finally:
-            if trace is not None:
-                trace.active = None
 
 
 class ServedTiers:
