@@ -242,6 +242,10 @@ class ServerSection(_Section):
     body_timeout_s: float = Field(
         30.0, gt=0, description="a request body must arrive whole within this time, s; beyond: 408"
     )
+    write_timeout_s: float = Field(
+        30.0, gt=0, description="a client that takes none of its answer for this long is disconnected, s (a stream "
+        "it stopped reading frees its queue slot)",
+    )
     open_metrics: bool = Field(False, description="serve /metrics without an API key (for a scraper without one)")
     open_docs: bool = Field(False, description="serve /docs and /openapi.json without an API key")
     access_log: bool = Field(True, description="log one line per request (query strings are never logged)")

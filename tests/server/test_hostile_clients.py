@@ -349,3 +349,67 @@ def test_streaming_clients_that_vanish_free_their_slots_and_close_the_upstream()
             # and the server still streams a whole answer
             done = httpx.post(f"{url}/completions", json={"model": "mistral7b", "prompt": "x", "stream": True, **TASK})
             assert done.status_code == 200 and done.text.endswith("data: [DONE]\n\n")
+
+
+def _flooding_upstream(closed: list[str]):
+    """A real OpenAI-style endpoint that streams 64 KB pieces as fast as it can (up to 64 MB)."""
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        return {"object": "list", "data": [{"id": "flood", "object": "model", "created": 0, "owned_by": "test"}]}
+
+    @app.post("/v1/completions")
+    async def completions() -> StreamingResponse:
+        piece = "x" * 65536
+
+        async def stream():
+            try:
+                for _ in range(1024):
+                    chunk = {"id": "c", "object": "text_completion", "created": 0, "model": "flood",
+                             "choices": [{"index": 0, "text": piece, "finish_reason": None, "logprobs": None}]}
+                    yield f"data: {json.dumps(chunk)}\n\n"
+                yield "data: [DONE]\n\n"
+            finally:
+                closed.append("closed")
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    return app
+
+
+def test_a_stream_client_that_stops_reading_is_dropped_and_frees_its_slot():
+    closed: list[str] = []
+    with serving(_flooding_upstream(closed)) as upstream:
+        config = config_from_dict({
+            "models": {
+                "large_llm": {"name": "remote", "backend": "openai", "base_url": upstream, "model_id": "flood",
+                              "request_timeout_s": 60, "max_retries": 0},
+                "small_llms": [{"name": "mistral7b", "backend": "replay", "replay_file": str(SMALL_FILE)}],
+            },
+            "router": {"strategy": "small", "strategies": ["small"]},
+            "server": {"api_keys_env": None, "write_timeout_s": 1.0, "request_timeout_s": 60},
+        })
+        with running(config) as url:
+            base = url.removesuffix("/v1")
+            parts = urlsplit(url)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the server's writes stall
+            sock.connect((parts.hostname, parts.port))
+            body = json.dumps({"model": "remote", "prompt": "x", "stream": True}).encode()
+            sock.sendall(head("/v1/completions", "Content-Type: application/json\r\n",
+                              f"Content-Length: {len(body)}\r\n") + body)
+            start = time.monotonic()
+            wait_for(lambda: httpx.get(f"{base}/health").json()["queue"] == 1, 10, "the stream to start")
+            # the client reads nothing more: within write_timeout_s of the stall the server drops it
+            wait_for(lambda: httpx.get(f"{base}/health").json()["queue"] == 0, 20, "the slot to be freed")
+            assert time.monotonic() - start < 15
+            wait_for(lambda: closed == ["closed"], 10, "the upstream stream to close")
+            metrics = httpx.get(f"{base}/metrics").text
+            assert 'routerllm_requests_total{endpoint="completions",model="remote",status="499",tier="none"} 1.0' \
+                in metrics
+            assert closed_by_server(sock, 5)
+            sock.close()

@@ -11,7 +11,9 @@ Two ways:
   is already sent), counted as 503 (504 for a time-out).
 
 A client that goes away mid-stream (or before the first byte) ends its request: the tier's stream
-is closed, the request is counted with status 499, and its queue slot is freed.
+is closed, the request is counted with status 499, and its queue slot is freed. A client that stops
+reading but keeps its connection is dropped after server.write_timeout_s (transport.py), and ends
+the same way.
 """
 
 from __future__ import annotations

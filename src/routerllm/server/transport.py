@@ -13,6 +13,9 @@ uvicorn 0.54 (httptools protocol) leaves four holes that a hostile client can us
 * no connection limit: `limit_concurrency` answers a request with 503 only once it has arrived and
   keeps idle connections open. Here a connection beyond server.max_connections is answered 503
   (Retry-After) and closed at once; uvicorn's limit_concurrency (one above it) still bounds tasks.
+* no write timeout: a client that stops reading (its socket full) holds its response, and what a
+  streamed answer holds (a queue slot, a tier's connection), forever. Here a connection whose
+  writes stay paused for server.write_timeout_s is aborted; the app sees it as a disconnect.
 * its access log prints the query string, where a careless client may have put its key: the
   access log here shows a query string as `?[redacted]` (the guard refuses keys in URLs anyway).
 Keep-alive idle connections are closed after server.keep_alive_timeout_s (uvicorn's timeout_keep_alive).
@@ -49,16 +52,18 @@ def guarded_protocol(server: "ServerSection") -> type:
     require("httptools", extra="server", purpose="`routerllm serve` (its HTTP parser)")
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    max_connections, header_timeout_s, max_header_bytes = (
-        server.max_connections, server.header_timeout_s, server.max_header_bytes)
+    max_connections, header_timeout_s, max_header_bytes, write_timeout_s = (
+        server.max_connections, server.header_timeout_s, server.max_header_bytes, server.write_timeout_s)
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # Depends on uvicorn's HttpToolsProtocol internals (0.54): connection_made, on_message_begin,
-        # on_url, on_header, on_headers_complete, on_response_complete, send_400_response.
+        # on_url, on_header, on_headers_complete, on_response_complete, send_400_response,
+        # pause_writing, resume_writing.
 
         def connection_made(self, transport: Any) -> None:
             self._parsed = self._answered = self._head_bytes = 0
             self._head_timer: Any = None
+            self._write_timer: Any = None
             self._head_overflow = False
             self._got_bytes = False
             super().connection_made(transport)
@@ -93,10 +98,28 @@ def guarded_protocol(server: "ServerSection") -> type:
             super().data_received(data)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
+            for timer in (self._head_timer, self._write_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._head_timer = self._write_timer = None
             super().connection_lost(exc)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._write_timer is None:
+                self._write_timer = self.loop.call_later(write_timeout_s, self._write_stalled)
+
+        def resume_writing(self) -> None:
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+            super().resume_writing()
+
+        def _write_stalled(self) -> None:
+            self._write_timer = None
+            logger.warning("dropped a connection from %s: it took no data for %g s (server.write_timeout_s)",
+                           self.client, write_timeout_s)
+            self.transport.abort()
 
         def on_message_begin(self) -> None:
             self._head_bytes = 0
