@@ -413,3 +413,12 @@ def test_a_stream_client_that_stops_reading_is_dropped_and_frees_its_slot():
                 in metrics
             assert closed_by_server(sock, 5)
             sock.close()
+
+
+def test_a_websocket_upgrade_is_not_a_way_around_the_guard(guarded):
+    sock = connect(guarded)
+    sock.sendall(head("/v1/models", "Connection: Upgrade\r\n", "Upgrade: websocket\r\n", "Sec-WebSocket-Version: 13\r\n",
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", method="GET"))
+    response = read_response(sock, 3)
+    assert response is not None and response[0] == 401  # answered as HTTP, and the key is still needed
+    sock.close()

@@ -18,7 +18,8 @@ uvicorn 0.54 (httptools protocol) leaves four holes that a hostile client can us
   writes stay paused for server.write_timeout_s is aborted; the app sees it as a disconnect.
 * its access log prints the query string, where a careless client may have put its key: the
   access log here shows a query string as `?[redacted]` (the guard refuses keys in URLs anyway).
-Keep-alive idle connections are closed after server.keep_alive_timeout_s (uvicorn's timeout_keep_alive).
+Keep-alive idle connections are closed after server.keep_alive_timeout_s (uvicorn's timeout_keep_alive);
+WebSocket upgrades are off (the API has none), and the `server` header is not sent.
 """
 
 from __future__ import annotations
@@ -185,6 +186,7 @@ def uvicorn_config(app: Any, server: "ServerSection", host: str, port: int, log_
         limit_concurrency=server.max_connections + 1, timeout_keep_alive=server.keep_alive_timeout_s,
         h11_max_incomplete_event_size=server.max_header_bytes, access_log=server.access_log,
         server_header=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        ws="none",  # the API has no WebSocket route: an upgrade request is answered as plain HTTP
     )
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config above
     if not any(isinstance(f, RedactQuery) for f in access.filters):
