@@ -227,6 +227,28 @@ class ServerSection(_Section):
         0.475, ge=0, description="kg CO2 per kWh for the co2 metric (0.475: IEA world average 2019)"
     )
     serialize_local: bool = Field(True, description="one generation at a time per local (in-process) tier")
+    # protection against hostile or broken clients (see routerllm.server.guard and .transport)
+    max_connections: int = Field(
+        256, ge=1, description="open TCP connections; a connection beyond it is answered 503 and closed at once"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a connection must send a request's complete headers within this time of opening "
+        "(or of its previous answer), s; else it is closed (slowloris, idle connections)",
+    )
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this, s")
+    max_header_bytes: int = Field(
+        16384, ge=1024, description="request line and headers together, bytes; beyond: 431 and the connection closed"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="a request body must arrive whole within this time, s; beyond: 408"
+    )
+    write_timeout_s: float = Field(
+        30.0, gt=0, description="a client that takes none of its answer for this long is disconnected, s (a stream "
+        "it stopped reading frees its queue slot)",
+    )
+    open_metrics: bool = Field(False, description="serve /metrics without an API key (for a scraper without one)")
+    open_docs: bool = Field(False, description="serve /docs and /openapi.json without an API key")
+    access_log: bool = Field(True, description="log one line per request (query strings are never logged)")
 
 
 class RouterLLMConfig(_Section):

@@ -8,7 +8,11 @@
     ├── ModelLoadError         loading failed (missing weights, gated hub model, RAM too small)
     │   └── HubUnavailableError    the hub cannot be reached / needs a token; says where to put a local copy
     ├── MissingExtraError      an optional dependency is not installed; says which pip extra to add
-    ├── BackendError           a backend failed to generate (endpoint down, bad response)
+    ├── BackendError           a tier failed to answer; `tier` names it (when known)
+    │   ├── BackendTimeout         no answer in time (the endpoint's or the server's time limit)
+    │   ├── BackendUnavailable     the tier cannot answer now (down, not loaded, 5xx, broken stream)
+    │   └── BackendRejected        the tier refused this request as invalid: the client's error, not the
+    │                              tier's (a replay tier asked for a task it has not recorded, an endpoint's 400)
     ├── SandboxError           the sandbox itself could not run (not a verdict on a program)
     ├── RoutingError           unknown strategy or a router that cannot decide
     └── RunError               a benchmark/comparison run cannot start or resume
@@ -67,7 +71,41 @@ class MissingExtraError(RouterLLMError):
 
 
 class BackendError(RouterLLMError):
-    pass
+    """A tier failed to answer. `tier` is the tier's name when the raiser knows it (the server's
+    tier wrapper fills it in otherwise). Modelled on httpx's tree: catch `BackendError` for any
+    failure, or one subclass for one kind. `message` and `fix` are for the operator (they may name
+    files and endpoints); the server shows clients only what the subclass says is public."""
+
+    def __init__(self, message: str, *, fix: str | None = None, tier: str | None = None) -> None:
+        self.tier = tier
+        super().__init__(message, fix=fix)
+
+    def for_tier(self, tier: str) -> "BackendError":
+        """Name the tier when the raiser did not."""
+        if self.tier is None:
+            self.tier = tier
+        return self
+
+
+class BackendTimeout(BackendError):
+    """The tier gave no answer within a time limit (its endpoint's, or server.request_timeout_s)."""
+
+
+class BackendUnavailable(BackendError):
+    """The tier cannot answer now: its endpoint is down or failing (5xx), it did not load, or its
+    stream broke. A retry later, or another tier, may answer."""
+
+
+class BackendRejected(BackendError):
+    """The tier refused this request as invalid: the client's error, not the tier's. `message` is
+    written for the client (no paths, no operator hints: those go in `fix`, which is only logged);
+    `param` names the request field at fault and `code` is a machine-readable reason."""
+
+    def __init__(self, message: str, *, fix: str | None = None, tier: str | None = None,
+                 param: str | None = None, code: str = "invalid_value") -> None:
+        self.param = param
+        self.code = code
+        super().__init__(message, fix=fix, tier=tier)
 
 
 class SandboxError(RouterLLMError):

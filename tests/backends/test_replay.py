@@ -13,7 +13,7 @@ from routerllm.config import ModelConfig
 from routerllm.evaluation.humaneval import load_tasks
 from routerllm.evaluation.prompting import build_program, mode_for
 from routerllm.evaluation.sandbox import Sandbox
-from routerllm.exceptions import BackendError, ConfigError
+from routerllm.exceptions import BackendError, BackendRejected, ConfigError
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "humaneval-generations"
 
@@ -58,12 +58,35 @@ def test_generate_returns_recorded_sample_with_modelled_cost(small_file):
     assert backend.health()
 
 
-def test_unknown_task_and_missing_task_id(small_file):
+def test_unknown_task_and_missing_task_id_are_the_clients_error(small_file):
     backend = ReplayBackend(_model(small_file))
-    with pytest.raises(BackendError, match="HumanEval/99"):
+    with pytest.raises(BackendRejected, match="HumanEval/99") as unknown:
         backend.generate([GenerationRequest(prompt="", task_id="HumanEval/99")])
-    with pytest.raises(BackendError, match="task_id"):
+    with pytest.raises(BackendRejected, match="task_id") as missing:
         backend.generate([GenerationRequest(prompt="")])
+    for exc, code in ((unknown.value, "unknown_task"), (missing.value, "missing_task_id")):
+        assert isinstance(exc, BackendError) and exc.tier == "recorded"
+        assert (exc.param, exc.code) == ("routerllm.task_id", code)
+        # the message is shown to clients: no file path; the path is in the operator's fix
+        assert str(small_file) not in exc.message and "Fix" not in exc.message
+    assert str(small_file) in unknown.value.fix
+
+
+def test_max_tokens_and_stop_cut_the_recorded_answer(small_file):
+    backend = ReplayBackend(_model(small_file))
+    whole, stopped, cut, exact = backend.generate([
+        GenerationRequest(prompt="", task_id="HumanEval/0"),
+        GenerationRequest(prompt="", task_id="HumanEval/0", stop=["return", "zzz"]),
+        GenerationRequest(prompt="", task_id="HumanEval/0", max_new_tokens=3),
+        GenerationRequest(prompt="", task_id="HumanEval/0", max_new_tokens=7),  # the answer has 7 pieces
+    ])
+    assert (whole.text, whole.finish_reason) == ("def f():\n    return 1", "stop")
+    assert (stopped.text, stopped.finish_reason) == ("def f():\n    ", "stop")
+    assert stopped.completion_tokens == estimate_tokens(stopped.text) == 5  # def f ( ) :
+    assert (cut.text, cut.finish_reason, cut.completion_tokens) == ("def f(", "length", 3)
+    assert (exact.text, exact.finish_reason, exact.completion_tokens) == (whole.text, "stop", 7)
+    one = backend.generate([GenerationRequest(prompt="", task_id="HumanEval/0", max_new_tokens=1)])[0]
+    assert (one.text, one.finish_reason, one.completion_tokens) == ("def", "length", 1)
 
 
 def test_missing_or_malformed_file(tmp_path):

@@ -56,21 +56,26 @@ def replay_config(**kwargs: Any) -> RouterLLMConfig:
 
 @contextlib.contextmanager
 def running(config: RouterLLMConfig, backends: dict[str, Any] | None = None) -> Iterator[str]:
-    """A real uvicorn serving build_app(config) on 127.0.0.1; yields the base URL (…/v1)."""
+    """A real uvicorn serving build_app(config) on 127.0.0.1 with every limit `routerllm serve`
+    sets (transport.uvicorn_config); yields the base URL (…/v1)."""
     from routerllm.server.app import build_app
+    from routerllm.server.transport import uvicorn_config
 
-    with serving(build_app(config, backends=backends)) as url:
+    app = build_app(config, backends=backends)
+    with serving(app, uvicorn_config(app, config.server, "127.0.0.1", free_port(), "warning")) as url:
         yield url
 
 
 @contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """A real uvicorn serving an ASGI `app` on 127.0.0.1 in a thread; yields the base URL (…/v1)."""
+def serving(app: Any, config: Any = None) -> Iterator[str]:
+    """A real uvicorn serving an ASGI `app` (or the uvicorn `config` given) on 127.0.0.1 in a
+    thread; yields the base URL (…/v1)."""
     import uvicorn
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
+    config = config or uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    config.timeout_graceful_shutdown = 2
+    port = config.port
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -31,7 +31,7 @@ def test_models_lists_strategies_and_tiers(replay_server):
 
 def test_completion_says_which_tier_answered_and_why(replay_server):
     raw = client(replay_server).completions.with_raw_response.create(
-        model="router", prompt="def truncate_number(number: float) -> float:", max_tokens=64, extra_body=TASK)
+        model="router", prompt="def truncate_number(number: float) -> float:", max_tokens=512, extra_body=TASK)
     completion = raw.parse()
     assert completion.object == "text_completion" and completion.model == "router"
     assert "def truncate_number" in completion.choices[0].text
@@ -107,8 +107,18 @@ def test_api_keys_from_config_and_environment(monkeypatch):
         assert missing.json()["error"]["type"] == "authentication_error"
         assert missing.json()["error"]["code"] == "missing_api_key"
         assert httpx.get(f"{url}/models").status_code == 401
-        # health and metrics stay open for probes and scrapers
-        assert httpx.get(url.removesuffix("/v1") + "/health").status_code == 200
+        # health stays open for probes; metrics and the API document need the key
+        base = url.removesuffix("/v1")
+        assert httpx.get(f"{base}/health").status_code == 200
+        for path in ("/metrics", "/openapi.json", "/docs", "/v1/models/router", "/v1/nothing"):
+            refused = httpx.get(f"{base}{path}")
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", path
+        assert httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer cfg-key"}).status_code == 200
+        assert httpx.get(f"{base}/openapi.json", headers={"Authorization": "Bearer cfg-key"}).json()["openapi"]
+    with running(replay_config(server={"api_keys": ["k"], "open_metrics": True, "open_docs": True})) as url:
+        base = url.removesuffix("/v1")
+        assert [httpx.get(f"{base}{path}").status_code for path in ("/metrics", "/openapi.json", "/docs")] == [200] * 3
+        assert httpx.get(f"{url}/models").status_code == 401
 
 
 def _error(response: httpx.Response, status: int) -> dict:
@@ -194,11 +204,24 @@ def test_unknown_routes_and_methods_answer_openai_style_errors(replay_server):
     assert _error(httpx.get(f"{replay_server}/completions"), 405)["type"] == "invalid_request_error"
 
 
-def test_a_failing_tier_is_a_503_with_the_reason_never_a_500(replay_server):
-    # the replay tier knows no such task: the backend fails, the service says so
-    err = _error(httpx.post(f"{replay_server}/completions",
-                            json={"model": "router", "prompt": "x", "routerllm": {"task_id": "HumanEval/999"}}), 503)
-    assert err["code"] == "backend_error" and "HumanEval/999" in err["message"]
+@pytest.mark.parametrize("model", ["router", "large", "gpt4"])
+def test_a_task_the_replay_tier_does_not_know_is_the_clients_error(model):
+    """An unknown or missing task id is a 400 naming routerllm.task_id: not a 503, not a large-tier
+    failure, no fallback, and no file path or operator hint in the message."""
+    with running(replay_config(server={"fallback_to_small": True})) as url:
+        unknown = _error(httpx.post(f"{url}/completions", json={
+            "model": model, "prompt": "x", "routerllm": {"task_id": "HumanEval/999"}}), 400)
+        assert (unknown["param"], unknown["code"]) == ("routerllm.task_id", "unknown_task")
+        assert "HumanEval/999" in unknown["message"]
+        missing = _error(httpx.post(f"{url}/chat/completions", json={
+            "model": model, "messages": [{"role": "user", "content": "x"}]}), 400)
+        assert (missing["param"], missing["code"]) == ("routerllm.task_id", "missing_task_id")
+        for err in (unknown, missing):
+            assert "/" + str(LARGE_FILE.parent).strip("/") not in err["message"] and ".jsonl" not in err["message"]
+            assert "Fix" not in err["message"] and "fix" not in err["message"].lower()
+        metrics = httpx.get(url.removesuffix("/v1") + "/metrics").text
+        assert "routerllm_large_tier_failures_total{" not in metrics and "routerllm_fallbacks_total{" not in metrics
+        assert f'routerllm_requests_total{{endpoint="completions",model="{model}",status="400",tier="none"}} 1.0' in metrics
 
 
 def _gated_large(hold_s: float | None = None) -> tuple[GatedBackend, dict]:

@@ -40,3 +40,51 @@ def test_cascade_decisions_are_explained_and_counted():
         assert f'routerllm_routing_decisions_total{{strategy="cascade",tier="gpt4"}} {float(escalated)}' in metrics
         assert (f'routerllm_routing_decisions_total{{strategy="cascade",tier="mistral7b"}} '
                 f'{float(len(tasks) - escalated)}') in metrics
+
+
+def test_slow_cascade_checks_do_not_stall_other_requests(tmp_path):
+    """Two cascade requests whose small answer loops forever hold a sandbox worker each until
+    cascade.example_timeout_s; other cascade requests, sent meanwhile, are answered at their own
+    speed: the sandbox has a worker per generation thread (server.max_concurrency)."""
+    import json
+    import threading
+    import time
+
+    from serverkit import LARGE_FILE, replay_config_dict
+
+    from routerllm.config import config_from_dict
+
+    tasks = {t.task_id: t for t in load_tasks(num_examples=3)}
+    recorded = {(r["task_id"], r["sample"]): r for r in map(json.loads, LARGE_FILE.read_text().splitlines())}
+    rows = [{"task_id": tid, "sample": 0, "passed": False,
+             "completion": f"def {tasks[tid].entry_point}(*args):\n    while True:\n        pass\n"}
+            for tid in ("HumanEval/0", "HumanEval/1")]
+    rows.append({**recorded[("HumanEval/2", 0)]})  # gpt-4's answer: passes its examples at once
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = replay_config_dict(router={"strategy": "cascade", "strategies": ["cascade"],
+                                     "cascade": {"small_samples": 1, "example_timeout_s": 3}},
+                             server={"max_concurrency": 4, "max_queue": 8})
+    raw["models"]["small_llms"][0]["replay_file"] = str(small)
+    with running(config_from_dict(raw)) as url:
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=60)
+
+        def ask(task_id: str) -> tuple[dict, float]:
+            start = time.monotonic()
+            raw = client.completions.create(model="router", prompt=tasks[task_id].prompt,
+                                            extra_body={"routerllm": {"task_id": task_id}})
+            return raw.model_extra["routerllm"], time.monotonic() - start
+
+        ask("HumanEval/2")  # warm: the sandbox starts its first worker
+        slow: list[tuple[dict, float]] = []
+        threads = [threading.Thread(target=lambda t=t: slow.append(ask(t))) for t in ("HumanEval/0", "HumanEval/1")]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # both slow checks are running
+        fast = [ask("HumanEval/2") for _ in range(2)]
+        for t in threads:
+            t.join(timeout=30)
+        assert all(info["escalated"] and info["tier"] == "gpt4" for info, _ in slow)
+        assert all(elapsed >= 3 for _, elapsed in slow)
+        assert all(not info["escalated"] and info["tier"] == "mistral7b" for info, _ in fast)
+        assert max(elapsed for _, elapsed in fast) < 1.5, fast  # not queued behind the slow checks

@@ -94,23 +94,49 @@ def test_api_key_missing_or_wrong(upstream, monkeypatch):
     assert "401" in str(wrong.value) and upstream.url in str(wrong.value)
 
 
-def test_5xx_is_retried_then_reported(upstream, monkeypatch):
+def _count(metrics_url: str, line: str, key: str | None = None) -> float:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    response = httpx.get(metrics_url, headers=headers)
+    assert response.status_code == 200, response.text
+    for row in response.text.splitlines():
+        if row.startswith(line):
+            return float(row.split()[-1])
+    return 0.0
+
+
+def test_a_request_the_endpoint_refuses_is_rejected_once_not_retried(upstream, monkeypatch):
+    """The upstream's 400 (its replay tier knows no such task) is the request's fault: BackendRejected
+    carrying the upstream's client-facing message and param, sent once."""
+    from routerllm.exceptions import BackendRejected
+
     monkeypatch.setenv("UPSTREAM_KEY", "upstream-key")
     metrics = f"http://127.0.0.1:{upstream.port}/metrics"
-    line = 'routerllm_requests_total{endpoint="completions",model="gpt4",status="503",tier="none"}'
+    line = 'routerllm_requests_total{endpoint="completions",model="gpt4",status="400",tier="none"}'
+    before = _count(metrics, line, "upstream-key")
+    with pytest.raises(BackendRejected) as exc:
+        backend_for(upstream.url, max_retries=2).generate([GenerationRequest(prompt="x", task_id="HumanEval/999")])
+    assert exc.value.tier == "remote" and exc.value.param == "routerllm.task_id" and exc.value.code == "unknown_task"
+    assert "HumanEval/999" in exc.value.message and upstream.url not in exc.value.message
+    assert _count(metrics, line, "upstream-key") - before == 1
 
-    def count() -> float:
-        for row in httpx.get(metrics).text.splitlines():
-            if row.startswith(line):
-                return float(row.split()[-1])
-        return 0.0
 
-    before = count()
-    backend = backend_for(upstream.url, max_retries=2)
-    with pytest.raises(BackendError) as exc:  # the upstream replay tier has no such task: 503
-        backend.generate([GenerationRequest(prompt="x", task_id="HumanEval/999")])
-    assert "503" in str(exc.value) and "3 attempt" in str(exc.value)
-    assert count() - before == 3
+def test_5xx_is_retried_then_reported():
+    """A real routerllm whose large tier is down and which has no fallback answers 503: the
+    backend retries max_retries times, then raises BackendUnavailable naming the attempts."""
+    from serverkit import replay_config, running
+
+    from routerllm.exceptions import BackendUnavailable
+
+    dead = {"name": "dead", "backend": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "model_id": "x",
+            "max_retries": 0, "request_timeout_s": 2}
+    with running(replay_config(large=dead, server={"fallback_to_small": False})) as url:
+        metrics = url.removesuffix("/v1") + "/metrics"
+        line = 'routerllm_requests_total{endpoint="completions",model="dead",status="503",tier="none"}'
+        backend = backend_for(url, model_id="dead", max_retries=2, api_key_env=None)
+        with pytest.raises(BackendUnavailable) as exc:
+            backend.generate([GenerationRequest(prompt="x", task_id="HumanEval/2")])
+        assert "503" in str(exc.value) and "3 attempt" in str(exc.value) and exc.value.tier == "remote"
+        assert _count(metrics, line) == 3
 
 
 def test_unreachable_endpoint_fails_fast_with_the_fix():

@@ -2,11 +2,17 @@
 
 A backend turns a batch of `GenerationRequest`s into `Generation`s with token counts and timings.
 Timings are `measured` (a real model ran) or `modelled` (replay: derived from the tier's CostModel).
+A `StreamingBackend` can also yield one answer's text as it is produced (the `openai` backend);
+callers test `isinstance(backend, StreamingBackend)` rather than probing for a method.
+
+Failures are `BackendError`s (routerllm.exceptions): `BackendTimeout`, `BackendUnavailable`, or
+`BackendRejected` when the request itself is at fault (the client's error, not the tier's).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -64,6 +70,16 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release memory/connections. Idempotent."""
+
+
+@runtime_checkable
+class StreamingBackend(Backend, Protocol):
+    """A backend that can stream one answer."""
+
+    def stream(self, request: GenerationRequest) -> Iterator["str | Generation"]:
+        """Yield the answer's text pieces as they arrive, then the finished Generation (the last
+        item). Raises BackendError before or during the stream (once text was yielded, a failure
+        cannot be retried)."""
 
 
 # name -> "module:Class", imported on use so that `import routerllm` stays light.

@@ -20,8 +20,9 @@ estimated from the streamed chunks, flagged in `Generation.extra["usage"]`).
 
 Failures: connection errors, 429 and 5xx are retried `max_retries` times with exponential
 backoff (a 429's Retry-After is honoured); timeouts are not retried (a hung endpoint would
-otherwise cost (retries + 1) x the timeout). What still fails raises BackendError naming the
-endpoint and the fix. The official `openai` client is used with its own retries switched off, so
+otherwise cost (retries + 1) x the timeout). What still fails raises a BackendError naming the
+endpoint and the fix: BackendTimeout, BackendUnavailable, or BackendRejected for a 400/413/422
+(the request is at fault; the server passes the endpoint's message on to its client as a 400). The official `openai` client is used with its own retries switched off, so
 that one loop, which also covers a stream broken mid-answer, owns retrying.
 """
 
@@ -37,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from routerllm.backends.base import Generation, GenerationRequest
-from routerllm.exceptions import BackendError, require
+from routerllm.exceptions import BackendError, BackendRejected, BackendTimeout, BackendUnavailable, require
 
 if TYPE_CHECKING:
     from routerllm.config import ModelConfig
@@ -49,6 +50,9 @@ RETRY_BASE_S = 0.25
 RETRY_MAX_S = 4.0
 # Largest Retry-After honoured, s; beyond it the endpoint is treated as down.
 MAX_RETRY_AFTER_S = 10.0
+# Endpoint statuses that mean "this request is invalid" (the client's error, passed on as a 400), not
+# "the tier is failing": 400 Bad Request, 413 Content Too Large, 422 Unprocessable (FastAPI-based servers).
+REJECTED_STATUSES = (400, 413, 422)
 # Parallel requests one generate() call sends for a batch (the endpoint batches them itself).
 MAX_BATCH_PARALLEL = 8
 
@@ -85,9 +89,10 @@ class OpenAIBackend:
             return "EMPTY"
         key = os.environ.get(env)
         if not key:
-            raise BackendError(
+            raise BackendUnavailable(
                 f"tier {self.name!r}: the endpoint's API key is read from ${env}, which is not set",
                 fix=f"export {env}=<key>, or remove models.{self.name}.api_key_env if {self.base_url} needs no key",
+                tier=self.name,
             )
         return key
 
@@ -113,16 +118,16 @@ class OpenAIBackend:
             raise self._error(exc, "listing models") from exc
         if self.served_model is None:
             if not served:
-                raise BackendError(
+                raise BackendUnavailable(
                     f"tier {self.name!r}: {self.base_url}/models lists no model",
-                    fix=f"start the endpoint with a model, or set models.{self.name}.model_id",
+                    fix=f"start the endpoint with a model, or set models.{self.name}.model_id", tier=self.name,
                 )
             self.served_model = served[0]
             logger.info("tier %s: using the endpoint's model %r", self.name, self.served_model)
         elif served and self.served_model not in served:
-            raise BackendError(
+            raise BackendUnavailable(
                 f"tier {self.name!r}: {self.base_url} does not serve {self.served_model!r} (it serves: {', '.join(served)})",
-                fix=f"set models.{self.name}.model_id to one of those names (vLLM: --served-model-name)",
+                fix=f"set models.{self.name}.model_id to one of those names (vLLM: --served-model-name)", tier=self.name,
             )
 
     def health(self) -> bool:
@@ -293,14 +298,18 @@ class OpenAIBackend:
         except (GeneratorExit, _Retryable, BackendError):
             raise
         except Exception as exc:  # a malformed answer (no choices, bad JSON): the endpoint's fault
-            raise BackendError(
+            raise BackendUnavailable(
                 f"tier {self.name!r} at {self.base_url}: unexpected response ({type(exc).__name__}: {exc})",
                 fix="check that base_url points at an OpenAI-compatible /v1 endpoint (vLLM, SGLang, TGI, llama.cpp)",
+                tier=self.name,
             ) from exc
 
     # --- errors ----------------------------------------------------------------------------------
 
     def _error(self, exc: Exception, doing: str, attempts: int = 1) -> BackendError:
+        """The BackendError subclass for what went wrong: BackendTimeout (no answer in time),
+        BackendRejected (the endpoint refused this request as invalid: 400/413/422, shown to the
+        client), BackendUnavailable (everything else: down, 5xx, a key or model the endpoint refuses)."""
         try:
             import openai
         except ImportError:  # pragma: no cover
@@ -308,35 +317,47 @@ class OpenAIBackend:
         where = f"tier {self.name!r} at {self.base_url}"
         tries = f" after {attempts} attempt(s)" if attempts > 1 else ""
         if isinstance(exc, BackendError):
-            return exc
+            return exc.for_tier(self.name)
         if openai is not None and isinstance(exc, openai.APITimeoutError):
-            return BackendError(
+            return BackendTimeout(
                 f"{where}: no answer within {self.config.request_timeout_s:g} s while {doing}",
-                fix=f"check the endpoint's load, or raise models.{self.name}.request_timeout_s",
+                fix=f"check the endpoint's load, or raise models.{self.name}.request_timeout_s", tier=self.name,
             )
         if openai is not None and isinstance(exc, openai.APIConnectionError):
-            return BackendError(
+            return BackendUnavailable(
                 f"{where}: cannot connect while {doing}{tries} ({exc.__cause__ or exc})",
                 fix=f"start the endpoint (e.g. the `vllm serve` line from `routerllm plan --engine vllm`) "
-                f"or fix models.{self.name}.base_url",
+                f"or fix models.{self.name}.base_url", tier=self.name,
             )
         if openai is not None and isinstance(exc, openai.AuthenticationError):
-            return BackendError(
+            return BackendUnavailable(
                 f"{where}: the endpoint refused the API key (401)",
                 fix=f"put the right key in ${self.config.api_key_env or '<env var>'} and set models.{self.name}.api_key_env",
+                tier=self.name,
             )
         if openai is not None and isinstance(exc, openai.NotFoundError):
-            return BackendError(
+            return BackendUnavailable(
                 f"{where}: 404 while {doing}: {exc.message}",
                 fix=f"check models.{self.name}.model_id (the served model name) and that base_url ends in /v1",
+                tier=self.name,
+            )
+        if openai is not None and isinstance(exc, openai.APIStatusError) and exc.status_code in REJECTED_STATUSES:
+            body = exc.body if isinstance(exc.body, dict) else {}
+            said = str(body.get("message") or exc.message)
+            return BackendRejected(
+                f"the tier {self.name!r} refused the request: {said}",
+                fix="a 4xx means the request does not fit the endpoint (e.g. max_tokens beyond its context: "
+                f"lower max_tokens or models.{self.name}.max_new_tokens); see the endpoint's log",
+                tier=self.name, param=body.get("param") if isinstance(body.get("param"), str) else None,
+                code=body.get("code") if isinstance(body.get("code"), str) else "rejected_by_tier",
             )
         if openai is not None and isinstance(exc, openai.APIStatusError):
-            return BackendError(
+            return BackendUnavailable(
                 f"{where}: HTTP {exc.status_code} while {doing}{tries}: {exc.message}",
-                fix="see the endpoint's log; a 4xx means the request does not fit the endpoint "
-                f"(e.g. max_tokens beyond its context: lower models.{self.name}.max_new_tokens)",
+                fix="see the endpoint's log", tier=self.name,
             )
-        return BackendError(f"{where}: {type(exc).__name__} while {doing}: {exc}", fix="see the endpoint's log")
+        return BackendUnavailable(f"{where}: {type(exc).__name__} while {doing}: {exc}", fix="see the endpoint's log",
+                                  tier=self.name)
 
 
 def _retry_after(exc: Any) -> float | None:

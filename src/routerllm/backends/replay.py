@@ -6,7 +6,10 @@ The file (`models.<tier>.replay_file`) has one JSON object per line, the format 
     {"task_id": "HumanEval/0", "sample": 0, "completion": "<a whole program>", "passed": true, "passed_plus": true}
 
 `generate()` returns the completion recorded for (request.task_id, request.sample mod the number of
-samples recorded for that task). No model runs, so latency and energy are *modelled* from the tier's
+samples recorded for that task), cut as a model would cut it: at the first of `request.stop`
+(finish_reason "stop") and after `request.max_new_tokens` estimated tokens (finish_reason
+"length"). A request without a task id, or for a task the file does not record, is the client's
+error: BackendRejected (the server answers 400). No model runs, so latency and energy are *modelled* from the tier's
 `cost` (CostModel) and labelled `timing="modelled"`:
 
     total_s    = ttft_s + completion_tokens / tokens_per_s
@@ -26,10 +29,10 @@ import logging
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from routerllm.backends.base import Generation, GenerationRequest
-from routerllm.exceptions import BackendError, ConfigError
+from routerllm.exceptions import BackendRejected, ConfigError
 
 if TYPE_CHECKING:
     from routerllm.config import ModelConfig
@@ -43,6 +46,21 @@ JOULES_PER_KWH = 3.6e6
 def estimate_tokens(text: str) -> int:
     """Word + punctuation pieces: a tokenizer-free estimate of BPE tokens for code and English."""
     return len(_PIECE.findall(text))
+
+
+def _cut(text: str, stop: list[str], max_tokens: int) -> tuple[str, Literal["stop", "length"]]:
+    """The recorded text as a model asked for at most `max_tokens` tokens with `stop` sequences
+    would have returned it: up to the first stop sequence (excluded), then at most `max_tokens`
+    estimated tokens (the word/punctuation pieces of `estimate_tokens`)."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i != -1]
+    if cuts:
+        text = text[: min(cuts)]
+    for n, piece in enumerate(_PIECE.finditer(text), 1):
+        if n == max_tokens:
+            if text[piece.end():].strip():
+                return text[: piece.end()], "length"
+            break
+    return text, "stop"
 
 
 class ReplayBackend:
@@ -90,12 +108,16 @@ class ReplayBackend:
         self.load()
         assert self._records is not None
         if task_id is None:
-            raise BackendError(f"replay backend {self.name!r} needs request.task_id",
-                               fix="set GenerationRequest.task_id to the HumanEval id (e.g. HumanEval/0)")
+            raise BackendRejected(
+                f"the tier {self.name!r} replays recorded answers and needs the task id: send "
+                "routerllm.task_id (e.g. \"HumanEval/0\")", tier=self.name, param="routerllm.task_id",
+                code="missing_task_id", fix="set GenerationRequest.task_id to the HumanEval id (e.g. HumanEval/0)")
         rows = self._records.get(task_id)
         if not rows:
-            raise BackendError(f"replay file {self.path} has no generation for {task_id!r}",
-                               fix="replay only the tasks the file records, or use a file that covers them")
+            raise BackendRejected(
+                f"the tier {self.name!r} has no recorded answer for task {task_id!r} (it records "
+                f"{len(self._records)} tasks)", tier=self.name, param="routerllm.task_id", code="unknown_task",
+                fix=f"replay only the tasks {self.path} records, or use a file that covers them")
         return rows
 
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
@@ -104,7 +126,7 @@ class ReplayBackend:
         for req in requests:
             rows = self._task(req.task_id)
             index = req.sample % len(rows)
-            text = rows[index]["completion"]
+            text, finish = _cut(rows[index]["completion"], req.stop, req.max_new_tokens)
             prompt_text = req.prompt if not req.messages else "\n".join(m.get("content", "") for m in req.messages)
             prompt_tokens = estimate_tokens(prompt_text)
             completion_tokens = estimate_tokens(text)
@@ -115,7 +137,7 @@ class ReplayBackend:
                 completion_tokens=completion_tokens,
                 ttft_s=cost.ttft_s,
                 total_s=total_s,
-                finish_reason="stop",
+                finish_reason=finish,
                 timing="modelled",
                 energy_kwh=cost.watts * total_s / JOULES_PER_KWH,
                 extra={"replay_sample": index, "whole_program": True, "token_count": "estimated"},

@@ -27,11 +27,17 @@ def serve(
     Loads every tier first (with progress), then listens on HOST:PORT:
 
     \b
-      GET  /v1/models            tiers and routing strategies
+      GET  /v1/models            tiers and routing strategies (GET /v1/models/ID: one of them)
       POST /v1/completions       routed completions (stream: true for server-sent events)
       POST /v1/chat/completions  routed chat completions (stream: true for server-sent events)
       GET  /health               200 when every tier is loaded and reachable, else 503
-      GET  /metrics              Prometheus metrics
+      GET  /metrics              Prometheus metrics (behind the API key unless server.open_metrics)
+      GET  /docs, /openapi.json  the API (behind the API key unless server.open_docs)
+
+    Clients send `Authorization: Bearer <key>` when server.api_keys (or the env var
+    server.api_keys_env) holds keys. Connection, header, body and queue limits are in the server
+    section of the config (max_connections, header_timeout_s, max_header_bytes, body_timeout_s,
+    max_queue, request_timeout_s).
 
     A request's `model` is a strategy (`router` = the default, `cascade`, `small`, `large`, ...) or a
     tier name. Each answer says which tier answered and why (`routerllm` field, x-routerllm-* headers).
@@ -50,6 +56,7 @@ def serve(
     from routerllm.backends.base import make_backend
     from routerllm.config import load_config
     from routerllm.server.app import build_app
+    from routerllm.server.transport import uvicorn_config
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_config(config)
@@ -87,7 +94,7 @@ def serve(
         app = build_app(cfg, backends=backends)
         console.print(f"routerllm: serving {', '.join(backends)} on http://{host}:{port}/v1 "
                       f"(default strategy: {cfg.router.strategy})")
-        uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), timeout_graceful_shutdown=5)
+        uvicorn.Server(uvicorn_config(app, cfg.server, host, port, log_level)).run()
     finally:
         for backend in backends.values():
             try:

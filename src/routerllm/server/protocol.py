@@ -1,9 +1,14 @@
 """The OpenAI protocol as the server speaks it: request, response, streaming-chunk and error models.
 
 Only the parts of the OpenAI API that routerllm serves are modelled:
-`/v1/completions`, `/v1/chat/completions` (both with `stream: true`) and `/v1/models`.
-Requests are validated strictly (a string where a number belongs is an error, as with the OpenAI
-API) and unknown fields are ignored (as vLLM does), so clients written for either work.
+`/v1/completions`, `/v1/chat/completions` (both with `stream: true`), `/v1/models` and
+`/v1/models/{id}`. Requests are validated strictly (a string where a number belongs is an error,
+as with the OpenAI API; an integral number such as `1.0` is an integer, as JSON Schema says);
+every string must be valid Unicode (a lone UTF-16 surrogate such as `"\\ud800"` is a 400, since
+it cannot be written back as UTF-8). Unknown fields are ignored (as vLLM does), so clients written
+for either work; OpenAI parameters routerllm cannot honour (`echo`, `logprobs`, `suffix`,
+`best_of`, `tools`, penalties, ...) are accepted only at their neutral value and are otherwise a
+400 naming the parameter (code `unsupported_parameter`), as vLLM answers what it cannot do.
 
 routerllm adds one optional request field, `routerllm` ({task_id, sample, entry_point}), which the
 official client sends through `extra_body`, and one response field, `routerllm`, that says which
@@ -12,11 +17,104 @@ tier answered and why. Errors have the OpenAI shape: `{"error": {message, type, 
 
 from __future__ import annotations
 
+import json
+import keyword
+import re
 import time
 import uuid
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+if TYPE_CHECKING:
+    from routerllm.backends.base import Generation
+
+# The OpenAI API accepts at most 4 stop sequences.
+MAX_STOP_SEQUENCES = 4
+# Longest model name, user tag, task id or entry point accepted, characters (names are config labels).
+MAX_NAME_CHARS = 256
+# What `routerllm.entry_point` may be: the name of the function the cascade calls in generated code.
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Seeds are passed on to endpoints as 64-bit signed integers (vLLM, the OpenAI API).
+SEED_RANGE = (-(2**63), 2**63 - 1)
+
+
+def _valid_unicode(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError(
+            "invalid_unicode", "contains a lone UTF-16 surrogate (e.g. \\ud800), which is not valid Unicode; "
+            "send valid UTF-8 text") from None
+    return value
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer: 1.0 is an integer, 1.5 is not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS), AfterValidator(_valid_unicode)]
+Int = Annotated[int, BeforeValidator(_integral)]
+
+# --- unsupported OpenAI parameters ---------------------------------------------------------------
+
+# name -> the values that ask for nothing (accepted and ignored); any other value is a 400.
+NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "echo": (None, False),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "suffix": (None, ""),
+    "best_of": (None, 1),
+    "frequency_penalty": (None, 0),
+    "presence_penalty": (None, 0),
+    "logit_bias": (None, {}),
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "response_format": (None, {"type": "text"}),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "top_p": (None, 1),
+}
+_WHY = {
+    "top_p": "routerllm samples with temperature only",
+    "best_of": "routerllm answers with one generation",
+    "tools": "routerllm tiers answer with text only",
+    "tool_choice": "routerllm tiers answer with text only",
+    "functions": "routerllm tiers answer with text only",
+    "function_call": "routerllm tiers answer with text only",
+}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _unsupported_field(name: str) -> Any:
+    neutral = [v for v in NEUTRAL[name] if v is not None]
+    return Field(None, json_schema_extra={"enum": [*neutral, None]},
+                 description=f"not supported ({_WHY.get(name, 'no routerllm tier can honour it')}); "
+                 f"accepted only as {' or '.join(json.dumps(v) for v in neutral) or 'null'}")
+
+
+def _check_neutral(name: str, value: Any) -> Any:
+    if not any(_same(value, ok) for ok in NEUTRAL[name]):
+        neutral = [v for v in NEUTRAL[name] if v is not None]
+        shown = " or ".join(json.dumps(v) for v in neutral)
+        raise PydanticCustomError(
+            "unsupported_parameter",
+            "routerllm does not support '{name}' ({why}); omit it" + (f" or send {shown}" if shown else ""),
+            {"name": name, "why": _WHY.get(name, "no routerllm tier can honour it")},
+        )
+    return value
+
 
 # --- requests ------------------------------------------------------------------------------------
 
@@ -28,39 +126,70 @@ class _Request(BaseModel):
 class RouterLLMOptions(_Request):
     """Optional routerllm extension of a request (official client: `extra_body={"routerllm": {...}}`)."""
 
-    task_id: str | None = Field(None, description="HumanEval task id, for replay tiers (e.g. HumanEval/3)")
-    sample: int = Field(0, ge=0, description="which recorded sample a replay tier answers with")
-    entry_point: str | None = Field(None, description="function name the cascade checks examples against")
+    task_id: Name | None = Field(None, description="HumanEval task id, for replay tiers (e.g. HumanEval/3)")
+    sample: Int = Field(0, ge=0, le=2**31 - 1, description="which recorded sample a replay tier answers with")
+    entry_point: Name | None = Field(
+        None, description="function name (an ASCII Python identifier, not a keyword) the cascade checks examples against",
+        json_schema_extra={"pattern": IDENTIFIER.pattern, "not": {"enum": keyword.kwlist}},
+    )
+
+    @field_validator("entry_point")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and (not IDENTIFIER.fullmatch(value) or keyword.iskeyword(value)):
+            raise PydanticCustomError("invalid_identifier", "must be a Python function name: letters, digits and "
+                                      "underscores, not starting with a digit, not a keyword")
+        return value
 
 
 class StreamOptions(_Request):
     include_usage: bool = False
 
 
-class CompletionRequest(_Request):
-    model: str = Field(..., min_length=1)
-    prompt: str | list[str]
-    max_tokens: int | None = None
+class _Generation(_Request):
+    """Fields shared by completions and chat completions."""
+
+    model: Name = Field(..., description="a strategy ('router': the default one) or a tier; GET /v1/models lists them")
+    max_tokens: Int | None = Field(None, description="largest number of tokens to generate (1 to server.max_tokens_limit)")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=1, description="routerllm answers with one choice")
+    n: Int = Field(1, ge=1, le=1, description="routerllm answers with one choice")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    user: str | None = None
+    stop: Text | Annotated[list[Text], Field(max_length=MAX_STOP_SEQUENCES)] | None = Field(
+        None, description=f"at most {MAX_STOP_SEQUENCES} stop sequences")
+    seed: Int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
+    user: Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(_valid_unicode)] | None = None
     routerllm: RouterLLMOptions | None = None
+    # neutral-only OpenAI parameters (see NEUTRAL)
+    top_p: Any = _unsupported_field("top_p")
+    frequency_penalty: Any = _unsupported_field("frequency_penalty")
+    presence_penalty: Any = _unsupported_field("presence_penalty")
+    logit_bias: Any = _unsupported_field("logit_bias")
+
+    @field_validator(*NEUTRAL, mode="before", check_fields=False)
+    @classmethod
+    def _neutral_only(cls, value: Any, info: Any) -> Any:
+        return _check_neutral(info.field_name, value)
+
+
+class CompletionRequest(_Generation):
+    prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=1)] = Field(
+        ..., description="one prompt (a string, or a list holding one string)")
+    echo: Any = _unsupported_field("echo")
+    logprobs: Any = _unsupported_field("logprobs")
+    suffix: Any = _unsupported_field("suffix")
+    best_of: Any = _unsupported_field("best_of")
 
 
 class TextContentPart(_Request):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextContentPart] | None = None
-    name: str | None = None
+    content: Text | list[TextContentPart] | None = None
+    name: Name | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -70,20 +199,20 @@ class ChatMessage(_Request):
         return "".join(part.text for part in self.content)
 
 
-class ChatCompletionRequest(_Request):
-    model: str = Field(..., min_length=1)
+class ChatCompletionRequest(_Generation):
     messages: list[ChatMessage] = Field(..., min_length=1)
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    n: int = Field(1, ge=1, le=1, description="routerllm answers with one choice")
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    user: str | None = None
-    routerllm: RouterLLMOptions | None = None
+    max_completion_tokens: Int | None = Field(
+        None, description="largest number of tokens to generate (1 to server.max_tokens_limit); overrides max_tokens")
+    logprobs: Any = _unsupported_field("logprobs")
+    top_logprobs: Any = _unsupported_field("top_logprobs")
+    tools: Any = _unsupported_field("tools")
+    tool_choice: Any = _unsupported_field("tool_choice")
+    functions: Any = _unsupported_field("functions")
+    function_call: Any = _unsupported_field("function_call")
+    response_format: Any = _unsupported_field("response_format")
+    audio: Any = _unsupported_field("audio")
+    modalities: Any = _unsupported_field("modalities")
+    prediction: Any = _unsupported_field("prediction")
 
 
 def stop_list(stop: str | list[str] | None) -> list[str]:
@@ -238,3 +367,53 @@ def now() -> int:
 def finish_reason(reason: str) -> Literal["stop", "length"]:
     """Backends report 'stop' | 'length' | 'error'; errors never reach a response as a finish reason."""
     return "length" if reason == "length" else "stop"
+
+
+def usage_of(gen: "Generation") -> Usage:
+    return Usage(prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
+                 total_tokens=gen.prompt_tokens + gen.completion_tokens)
+
+
+def with_costs(info: RoutingInfo, gen: "Generation", carbon_kg_per_kwh: float) -> RoutingInfo:
+    """`info` completed with the answer's timings, energy and CO2 (where the tier reports energy)."""
+    info.timing = gen.timing
+    info.ttft_s = gen.ttft_s
+    info.generation_s = gen.total_s
+    info.energy_kwh = gen.energy_kwh
+    if gen.energy_kwh is not None:
+        info.co2_kg = gen.energy_kwh * carbon_kg_per_kwh
+    return info
+
+
+# Characters of the routing reason sent in the x-routerllm-reason header.
+REASON_HEADER_CHARS = 200
+
+
+def routing_headers(info: RoutingInfo) -> dict[str, str]:
+    """The x-routerllm-* headers of an answer (ASCII: the reason is cut and its other characters replaced)."""
+    reason = " ".join(info.reason.split())
+    reason = reason.encode("ascii", "replace").decode("ascii")[:REASON_HEADER_CHARS]
+    return {
+        "x-routerllm-tier": info.tier,
+        "x-routerllm-strategy": info.strategy or "none",
+        "x-routerllm-reason": reason,
+        "x-routerllm-fallback": "true" if info.fallback else "false",
+    }
+
+
+# --- health --------------------------------------------------------------------------------------
+
+
+class TierHealth(BaseModel):
+    ready: bool
+    role: Literal["large", "small"]
+    error: str | None = Field(None, description="why the tier is not ready (its kind, not its message)")
+
+
+class Health(BaseModel):
+    """GET /health: 200 for "ok" and "degraded" (only the large tier is down and a small tier
+    answers for it), 503 for "unavailable"."""
+
+    status: Literal["ok", "degraded", "unavailable"]
+    tiers: dict[str, TierHealth]
+    queue: int = Field(..., description="requests admitted and not finished")
