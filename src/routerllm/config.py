@@ -173,7 +173,7 @@ class CascadeOptions(_Section):
         ge=1,
         description="passing answers that must agree on the near probe inputs (next to the visible examples) "
         "before one is accepted; two passing answers that disagree end the tier's step (1: accept the first "
-        "that passes)",
+        "that passes; never more than small_samples)",
     )
     sample_batch: int = Field(
         1,

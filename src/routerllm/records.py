@@ -15,6 +15,7 @@ units are in the names (`_s` seconds, `_kwh`, `_kg`, `_usd`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -45,9 +46,14 @@ def _convert(kind: Any, value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """A dataclass from its `to_dict()` form; unknown keys (from newer versions) are ignored."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
               if f.name in data}
     return cls(**kwargs)

@@ -86,6 +86,11 @@ class CascadeStrategy(Strategy):
         # per task: what the router knows of each tier (routing/strength.py); default: the chain's order
         self.calibration = calibration if calibration is not None else _configured_calibration(options)
 
+    @property
+    def agreement(self) -> int:
+        """Agreeing answers needed, never more than the answers the config allows per tier."""
+        return min(self.options.cascade.agreement, self.options.cascade.small_samples)
+
     # -- the chain ---------------------------------------------------------------------------------
     def plan(self, request: GenerationRequest, entry_point: str | None = None) -> Plan:
         opts = self.options.cascade
@@ -93,7 +98,7 @@ class CascadeStrategy(Strategy):
         calibration = self.calibration.for_task(request.task_id)
         chain = self.tiers.names
         details: dict[str, Any] = {"entry_point": checks.entry_point, "examples": len(checks.examples),
-                                   "probes": len(checks.probes), "agreement": opts.agreement, "steps": []}
+                                   "probes": len(checks.probes), "agreement": self.agreement, "steps": []}
         notes: list[str] = []
         position = 0
         escalated = False
@@ -108,18 +113,18 @@ class CascadeStrategy(Strategy):
                     continue
                 generation = yield from self.one(tier, request)
                 details["steps"].append({"tier": tier, "state": UNCHECKED, "drawn": 1})
-                reason = "no visible example to check against; " + (
+                reason = f"{tier}: no visible example to check against; " + (
                     "no later tier is expected to do better, answered unchecked" if opts.escalate_without_examples
                     else "answered unchecked (escalate_without_examples: false)")
-                return generation, RouteDecision(self.name, tier, "; ".join([*notes, reason]), escalated, details,
-                                                 accepted=False, state=UNCHECKED)
+                return generation, RouteDecision(self.name, tier, _reason(notes, reason, tier, escalated), escalated,
+                                                 details, accepted=False, state=UNCHECKED)
             step = yield from self.step(tier, request, checks)
             details["steps"].append({"tier": tier, "state": step.state, "drawn": step.drawn, "passing": step.passing})
-            said = _step_words(step, opts.agreement)
+            said = _step_words(step, self.agreement)
             if step.state == AGREED:
                 assert step.kept is not None
                 details["accepted_sample"] = step.kept.attempt.sample
-                return step.kept.generation, RouteDecision(self.name, tier, "; ".join([*notes, said + "; accepted"]),
+                return step.kept.generation, RouteDecision(self.name, tier, _reason(notes, said + "; accepted", tier, escalated),
                                                            escalated, details, accepted=True, state=AGREED)
             later = self._better_later(position, step.state, calibration)
             if later is None:
@@ -127,12 +132,12 @@ class CascadeStrategy(Strategy):
                 assert kept is not None
                 details["accepted_sample"] = kept.attempt.sample
                 return kept.generation, RouteDecision(
-                    self.name, tier, "; ".join([*notes, said + "; kept: no later tier is expected to do better"]),
+                    self.name, tier, _reason(notes, said + "; kept: no later tier is expected to do better", tier, escalated),
                     escalated, details, accepted=step.kept is not None, state=step.state)
             notes.append(said + "; moved on")
             position, escalated = later, True
         generation = yield from self.one(chain[-1], request)
-        reason = "; ".join(notes) + f"; answered by {chain[-1]}" if notes else f"answered by {chain[-1]}"
+        reason = _reason(notes, "", chain[-1], escalated) if notes else f"answered by {chain[-1]}"
         last_state = details["steps"][-1]["state"] if details["steps"] else None
         return generation, RouteDecision(self.name, chain[-1], reason, escalated, details, accepted=False,
                                          state=last_state)
@@ -161,7 +166,7 @@ class CascadeStrategy(Strategy):
         passing: list[_Passing] = []
         repaired = not (opts.repair and self._can_repair(tier))
         while outcome.drawn < budget:
-            size = min(opts.agreement if outcome.drawn == 0 else opts.sample_batch, budget - outcome.drawn)
+            size = min(self.agreement if outcome.drawn == 0 else opts.sample_batch, budget - outcome.drawn)
             requests = [with_sample(request, i, None if i == 0 else opts.sample_temperature)
                         for i in range(outcome.drawn, outcome.drawn + size)]
             served: list[Served] = yield Generate(tier, requests)
@@ -194,7 +199,7 @@ class CascadeStrategy(Strategy):
         newest = passing[-1]
         if any(conflict(newest.vector, other.vector) for other in passing[:-1]):
             return CONFLICT
-        if len(passing) >= self.options.cascade.agreement:
+        if len(passing) >= self.agreement:
             return AGREED
         return None
 
@@ -228,6 +233,12 @@ class CascadeStrategy(Strategy):
         fixed_result, vector = judge(checks, run)
         fixed.attempt.check = fixed_result
         return (fixed, fixed_result, vector) if fixed_result.passed else None
+
+
+def _reason(notes: list[str], last: str, tier: str, escalated: bool) -> str:
+    """The steps in order; an escalated answer's reason starts with where it went."""
+    text = "; ".join([*notes, last] if last else notes)
+    return f"escalated to {tier}: {text}" if escalated else text
 
 
 def _best(passing: list[_Passing]) -> Served:

@@ -29,6 +29,7 @@ of issue 9 removes the forgery.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -288,8 +289,13 @@ __rl_main()
 '''
 
 
+@functools.lru_cache(maxsize=1)
+def _codec_source() -> str:
+    return inspect.getsource(_encode) + "\n\n" + inspect.getsource(_digest)
+
+
 def _program(job: Job, call_timeout_s: float) -> str:
-    codec = inspect.getsource(_encode) + "\n\n" + inspect.getsource(_digest)
+    codec = _codec_source()
     calls = json.dumps([[_encode(a) for a in args] for args in job.calls])
     return _RUNNER.format(
         codec=codec, code=job.code, entry_point=job.entry_point, calls=calls, marker=MARKER,
@@ -348,10 +354,11 @@ def call_many(sandbox: "Sandbox", jobs: list[Job], *, call_timeout_s: float = CA
 
 
 def is_close(got: Any, want: Any, rel_tol: float = 1e-6, abs_tol: float = 1e-6) -> bool:
-    """Does a returned plain value match an expected one? Numbers with float tolerance (docstrings
-    print rounded values), bools only equal bools, a list is not a tuple."""
+    """Does a returned plain value match an expected one, as the hidden tests' `==` would see it?
+    Numbers with float tolerance (docstrings print rounded values), `1 == True` as in Python, but a
+    list is not a tuple."""
     if isinstance(want, bool) or isinstance(got, bool):
-        return got == want  # plain data only (an opaque result never gets here): no custom __eq__
+        return got == want
     if isinstance(want, (int, float)) and isinstance(got, (int, float)):
         if isinstance(want, float) or isinstance(got, float):
             if math.isnan(float(want)) or math.isnan(float(got)):
