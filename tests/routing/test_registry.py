@@ -81,3 +81,16 @@ def test_random_share_and_reproducibility(tiers: Tiers) -> None:
     assert picks != [other_seed.answer(GenerationRequest(prompt="p", task_id=f"T/{i}")).decision.tier for i in range(2000)]
     assert all(t == "tiny" for t in (build_strategy("random", tiers, RouterSection(random_p=0.0))
                                       .answer(GenerationRequest(prompt="p", task_id=f"T/{i}")).decision.tier for i in range(50)))
+
+
+def test_routing_imports_no_comparison_or_calibration_io() -> None:
+    # issue 12: comparison -> routing/registry -> routing/learned -> routing/calibration -> comparison
+    # was a circle; routing/ is the pure part and imports neither the comparison nor the calibrate I/O
+    import subprocess
+    import sys
+
+    code = ("import sys, routerllm.routing, routerllm.routing.cascade, routerllm.routing.strength; "
+            "bad = [m for m in ('routerllm.comparison', 'routerllm.calibrate', 'routerllm.runner', 'torch') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
