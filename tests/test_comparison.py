@@ -122,3 +122,33 @@ def test_unknown_strategy_is_named(tmp_path: Path) -> None:
     with pytest.raises(RoutingError) as exc:
         run_comparison(options(tmp_path, num_examples=2, strategies=["casacde"]))
     assert "casacde" in str(exc.value) and "cascade" in str(exc.value)
+
+
+def test_apgr_is_routellms_area_and_undefined_for_tiers_a_task_apart() -> None:
+    from routerllm.comparison import apgr
+
+    assert apgr([(0.5, 0.55)], 0.3, 0.8, 0.3, 0.8) == pytest.approx(0.5)  # on the random line
+    assert apgr([(0.4, 0.8)], 0.3, 0.8, 0.3, 0.8) == pytest.approx(0.8)  # better tier's level at 40% large
+    assert apgr([(0.1, 0.7)], 0.7, 0.4, 0.4, 0.7) > 0.5  # the small tier is the better one
+    assert apgr([(0.5, 0.5)], 0.5, 0.5, 0.5, 0.5) is None
+
+    from routerllm.comparison import summarize_comparison
+    from routerllm.evaluation.humaneval import load_tasks
+    from routerllm.records import SystemRecord, TaskRecord
+
+    tasks = {t.task_id: t for t in load_tasks(40)}
+    config = load_config(REPLAY)
+
+    def records(large_right: int) -> list[TaskRecord]:
+        out = []
+        for i, tid in enumerate(tasks):
+            rows = {"small": SystemRecord(tier="s", reason="", passed=i < 20),
+                    "large": SystemRecord(tier="l", reason="", passed=i < large_right, large_calls=1),
+                    "cascade": SystemRecord(tier="s", reason="", passed=i < 21, state="agreed")}
+            out.append(TaskRecord(task_id=tid, systems=rows))
+        return out
+
+    apart = summarize_comparison(records(30), tasks, config, ["small", "large", "cascade"])
+    assert apart.systems["cascade"].apgr is not None and apart.systems["cascade"].pgr == pytest.approx(0.1)
+    close = summarize_comparison(records(21), tasks, config, ["small", "large", "cascade"])  # one task apart
+    assert close.systems["cascade"].apgr is None and close.systems["cascade"].pgr is None

@@ -64,6 +64,10 @@ logger = logging.getLogger(__name__)
 
 BASELINES = ("small", "large")
 SECONDS_PER_HOUR = 3600.0
+# PGR and APGR divide by the gap between the two single tiers; below this many tasks of gap
+# (Llama-2-70b 54 vs Mistral-7B 53 of 164) one task more or less swings them by 100% or more:
+# they are reported as undefined (None) rather than as noise.
+MIN_GAP_TASKS = 3
 
 
 @dataclass
@@ -249,7 +253,7 @@ def summarize_comparison(records: list[TaskRecord], tasks: dict[str, "Task"], co
             if row.pass_at_1 is None:
                 continue
             row.relative_pass_at_1 = row.pass_at_1 / best if best > 0 else None
-            if best > worst:
+            if (best - worst) * summary.tasks >= MIN_GAP_TASKS - 1e-9:
                 row.pgr = (row.pass_at_1 - worst) / (best - worst)
                 if name not in BASELINES:
                     row.apgr = apgr([(row.large_share, row.pass_at_1)], small.pass_at_1, large.pass_at_1, worst, best)

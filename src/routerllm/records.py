@@ -203,8 +203,9 @@ class SystemSummary(_Record):
     single tier this system recovers at its operating point; `apgr` RouteLLM's average PGR (the
     area under pass@1 over large share, from the worse tier's line to the better tier's, with this
     system's operating points joined to small-only at 0 and large-only at 1: random routing scores
-    0.5); `ceiling_share` its pass@1 as a share of the perfect-checker ceiling. `false_accepts` is
-    None for systems that never check an answer."""
+    0.5; both None when the two tiers are fewer than comparison.MIN_GAP_TASKS tasks apart);
+    `ceiling_share` its pass@1 as a share of the perfect-checker ceiling. `false_accepts` is None
+    for systems that never check an answer."""
 
     tasks: int
     pass_at_1: float | None = None
