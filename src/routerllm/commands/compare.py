@@ -93,6 +93,8 @@ def _print_table(summary) -> None:  # type: ignore[no-untyped-def]
     if summary.oracle_pass_at_1 is not None:
         table.add_row("oracle", pct(summary.oracle_pass_at_1), "", pct(summary.oracle_large_share), "", "", "", "", "")
     console = Console()
+    if not console.is_terminal:
+        console.width = 160  # a log or a pipe: do not squeeze the columns to 80
     console.print(table)
     line = headline(summary)
     if line:
