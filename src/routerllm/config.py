@@ -175,6 +175,12 @@ class CascadeOptions(_Section):
         "before one is accepted; two passing answers that disagree end the tier's step (1: accept the first "
         "that passes; never more than small_samples)",
     )
+    self_tests: int = Field(
+        0, ge=0, le=32,
+        description="ask a tier that can be asked (not replay) for this many assert tests of the function, once "
+        "per step; their inputs join the near probes, where answers must agree (0: off; replayed tiers "
+        "cannot be asked, so the recorded-pair bench cannot choose a value)",
+    )
     sample_batch: int = Field(
         1,
         ge=1,

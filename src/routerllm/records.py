@@ -88,6 +88,8 @@ class CheckResult(_Record):
     failure: str | None = None
     fingerprint: str | None = None
     check_s: float = 0.0
+    self_tests: int = 0  # tests the tier wrote itself (routing/self_tests.py) that were run
+    self_tests_passed: int = 0  # of them, those whose expected value this answer returned
 
     @property
     def passed(self) -> bool:
@@ -127,6 +129,7 @@ class Attempt(_Record):
     timing: str = "measured"
     stage: int | None = None  # index of the stage batch within the task's answer
     repair: bool = False
+    self_tests: bool = False  # the tier was asked for tests of the function, not for an answer
     check: CheckResult | None = None
     cache_key: str | None = None
 

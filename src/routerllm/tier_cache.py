@@ -123,6 +123,8 @@ class CachedTier:
             tier_request.messages = request.messages
         if request.prompt != task.prompt:
             tier_request.prompt = request.prompt
+        if request.stop:  # a strategy's own request (tests of the function) brings its own stop sequences
+            tier_request.stop = list(request.stop)
         return tier_request
 
     def _task(self, request: GenerationRequest) -> "Task":

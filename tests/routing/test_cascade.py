@@ -160,11 +160,12 @@ def test_labelled_calibration_decides_unsure_states(mistral_gpt4, tasks, sandbox
     assert default.decision.tier == GPT4  # without a calibration: the chain's order
 
 
-def test_repair_is_not_attempted_on_a_replayed_tier(mistral_gpt4, tasks, sandbox) -> None:
-    config, tiers = mistral_gpt4(cascade={"small_samples": 1, "repair": True})
+def test_a_replayed_tier_is_never_asked_for_what_it_did_not_record(mistral_gpt4, tasks, sandbox) -> None:
+    # no repair and no tests of its own: a recording has no answer to those requests
+    config, tiers = mistral_gpt4(cascade={"small_samples": 1, "repair": True, "self_tests": 4})
     answer = ask(build_strategy("cascade", tiers, config.router, sandbox=sandbox), tasks["HumanEval/1"])
     assert answer.calls == {MISTRAL: 1, GPT4: 1}
-    assert not any(a.repair for a in answer.attempts)
+    assert not any(a.repair or a.self_tests for a in answer.attempts)
 
 
 def test_free_form_prompt_detects_the_function(mistral_gpt4, tasks, sandbox) -> None:

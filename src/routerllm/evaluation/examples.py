@@ -541,6 +541,32 @@ def extract_examples(prompt: str, entry_point: str | None = None) -> list[Exampl
     return found
 
 
+def parse_asserts(text: str, entry_point: str, limit: int = 32) -> list[PlainExample]:
+    """`assert f(args) == value` lines a model wrote as tests of `entry_point` (inside or outside a
+    code fence), as plain-data examples; lines that are not a call of the function with literal
+    arguments compared to a literal are skipped."""
+    out: list[PlainExample] = []
+    seen: set[str] = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("assert "):
+            continue
+        tree = _parses(line[len("assert "):].split("#")[0].rstrip(", "))
+        if tree is None or not isinstance(tree.body, ast.Compare) or len(tree.body.ops) != 1 \
+                or not isinstance(tree.body.ops[0], ast.Eq):
+            continue
+        call, expected = tree.body.left, tree.body.comparators[0]
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == entry_point):
+            continue
+        example = Example(ast.unparse(call), ast.unparse(expected), line).plain()
+        if example is not None and repr(example.args) not in seen:
+            seen.add(repr(example.args))
+            out.append(example)
+        if len(out) >= limit:
+            break
+    return out
+
+
 def detect_entry_point(prompt: str) -> str | None:
     """The function a free-form prompt asks for: the last top-level-looking `def name(`."""
     names = re.findall(r"^\s*def\s+([A-Za-z_]\w*)\s*\(", prompt, flags=re.MULTILINE)

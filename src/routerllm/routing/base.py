@@ -145,6 +145,7 @@ class Generate:
     tier: str
     requests: list[GenerationRequest]
     repair: bool = False
+    self_tests: bool = False
 
 
 @dataclass

@@ -165,6 +165,8 @@ class CascadeStrategy(Strategy):
         outcome = StepOutcome(tier, FAILED, None, examples=len(checks.examples))
         passing: list[_Passing] = []
         repaired = not (opts.repair and self._can_repair(tier))
+        if opts.self_tests and self._can_repair(tier) and budget > 0:
+            checks = yield from self._self_tests(tier, request, checks)
         while outcome.drawn < budget:
             size = min(self.agreement if outcome.drawn == 0 else opts.sample_batch, budget - outcome.drawn)
             requests = [with_sample(request, i, None if i == 0 else opts.sample_temperature)
@@ -203,11 +205,22 @@ class CascadeStrategy(Strategy):
             return AGREED
         return None
 
-    # -- repair ----------------------------------------------------------------------------------------
+    # -- asking the tier (repair, its own tests) ---------------------------------------------------------
     def _can_repair(self, tier: str) -> bool:
+        """Can the tier be asked something it was not recorded answering (a repair, tests)?"""
         config = self.tiers.configs.get(tier)
         # a replayed tier has no recorded repair to return
         return config is None or config.backend != "replay"
+
+    def _self_tests(self, tier: str, request: GenerationRequest, checks: TaskChecks) -> Generator[Need, Any, TaskChecks]:
+        """Ask the tier for tests of the function (routing/self_tests.py); the checks with them."""
+        from routerllm.routing import self_tests
+
+        n = self.options.cascade.self_tests
+        mode = tier_mode(self.tiers, tier, request)
+        assert checks.entry_point is not None
+        (served,) = yield Generate(tier, [self_tests.request_for(request, checks.entry_point, n, mode)], self_tests=True)
+        return checks.with_self_tests(self_tests.parse(served.generation.text, checks.entry_point, n, mode))
 
     def _repair(self, tier: str, request: GenerationRequest, served: Served, result: CheckResult,
                 checks: TaskChecks) -> Generator[Need, Any, tuple[Served, CheckResult, Vector] | None]:

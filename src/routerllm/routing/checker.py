@@ -13,15 +13,17 @@ Three checks, none of them the hidden tests:
   result's type must be one of the visible expected values' types (an `int` task that returns a
   `str` or a `list` next to its examples is wrong there);
 * agreement: two answers that pass every visible example conflict when they return different
-  values on a near probe. "No result" (None, an exception, a time-out) is not compared: right
-  answers differ in how they fail outside the task's domain.
+  values on a near probe (or on the inputs of tests the tier wrote itself, routing/self_tests.py).
+  "No result" (None, an exception, a time-out) is not compared: right answers differ in how they
+  fail outside the task's domain.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from routerllm.evaluation.examples import PlainExample, Probe, detect_entry_point, extract_examples, probe_inputs
 from routerllm.records import CheckResult
@@ -37,6 +39,7 @@ class TaskChecks:
     entry_point: str | None
     examples: list[PlainExample]
     probes: list[Probe]  # near probes only
+    self_tests: list[PlainExample] = field(default_factory=list)  # written by the tier (routing/self_tests.py)
 
     @property
     def checkable(self) -> bool:
@@ -53,7 +56,12 @@ class TaskChecks:
 
     def job(self, code: str) -> Job:
         assert self.entry_point is not None
-        return Job(code, self.entry_point, [e.args for e in self.examples] + [p.args for p in self.probes])
+        return Job(code, self.entry_point, [e.args for e in self.examples] + [p.args for p in self.probes]
+                   + [t.args for t in self.self_tests])
+
+    def with_self_tests(self, tests: list[PlainExample]) -> "TaskChecks":
+        known = {repr(e.args) for e in self.examples} | {repr(p.args) for p in self.probes}
+        return dataclasses.replace(self, self_tests=[t for t in tests if repr(t.args) not in known])
 
 
 def task_checks(prompt: str, entry_point: str | None = None) -> TaskChecks:
@@ -109,13 +117,21 @@ def judge(checks: TaskChecks, run: Execution) -> tuple[CheckResult, Vector]:
                 result.failure = _describe(example, outcome)
     vector: Vector = []
     allowed = checks.expected_types
-    for outcome in run.calls[n:]:
+    probes_end = n + len(checks.probes)
+    for outcome in run.calls[n:probes_end]:
         returned = outcome.kind == "value" and (outcome.value is not None or outcome.digest is not None)
         vector.append(outcome.fingerprint() if returned else None)
         if returned and allowed:
             kind = outcome.detail if outcome.digest is not None else type(outcome.value).__name__
             if kind not in allowed:
                 result.shape_mismatches += 1
+    # the tier's own tests: their inputs are compared between answers like the probes' (their
+    # expected values, written by the same model, are only counted)
+    result.self_tests = len(checks.self_tests)
+    for test, outcome in zip(checks.self_tests, run.calls[probes_end:]):
+        returned = outcome.kind == "value" and (outcome.value is not None or outcome.digest is not None)
+        vector.append(outcome.fingerprint() if returned else None)
+        result.self_tests_passed += _example_passed(test, outcome)
     result.fingerprint = hashlib.sha256(json.dumps(vector).encode()).hexdigest()[:16]
     return result, vector
 

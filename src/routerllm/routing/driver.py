@@ -153,7 +153,7 @@ class Driver:
                     batch_s=duration, queue_s=max(0.0, start - r.ready_at), ttft_s=generation.ttft_s,
                     prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
                     energy_kwh=generation.energy_kwh, co2_kg=generation.extra.get("co2_kg"),
-                    timing=generation.timing, stage=r.stages, repair=need.repair,
+                    timing=generation.timing, stage=r.stages, repair=need.repair, self_tests=need.self_tests,
                     cache_key=generation.extra.get("cache_key"),
                 )
                 r.attempts.append(attempt)
