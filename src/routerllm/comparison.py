@@ -68,6 +68,9 @@ SECONDS_PER_HOUR = 3600.0
 # (Llama-2-70b 54 vs Mistral-7B 53 of 164) one task more or less swings them by 100% or more:
 # they are reported as undefined (None) rather than as noise.
 MIN_GAP_TASKS = 3
+# Fewer tasks than this and a cross-fitted calibration is noise (5 folds of 3 tasks: a per-state
+# estimate from one or two tasks): the cascade follows the chain's order instead, and says so.
+MIN_CALIBRATION_TASKS = 20
 
 
 @dataclass
@@ -386,13 +389,17 @@ def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
             if config.router.calibration_path:
                 calibration = Fixed(ChainCalibration.load(config.router.calibration_path))
                 calibration_info = {"source": config.router.calibration_path}
+            elif len(tasks) < MIN_CALIBRATION_TASKS:
+                calibration = Fixed()
+                calibration_info = {"source": f"none: fewer than {MIN_CALIBRATION_TASKS} tasks to calibrate on, the "
+                                              "chain's order (later tiers are assumed stronger)", "labelled": False}
             else:
-                folds = max(2, min(config.router.calibration_folds, len(tasks)))
+                folds = config.router.calibration_folds
                 calibration = CrossFitted.fit(observed.observations, tiers.names, folds=folds, seed=config.router.seed,
-                                              source="this run's other tasks") if len(tasks) >= 2 else Fixed()  # type: ignore[assignment]
+                                              source="this run's other tasks")
                 calibration_info = {"source": f"cross-fitted on this run's tasks, {folds} folds (a task never "
                                               f"routed by its own fold)", "labelled": scorer is not None,
-                                    "overall": calibration.overall.describe() if isinstance(calibration, CrossFitted) else {}}
+                                    "overall": calibration.overall.describe()}
         for name in systems:
             extra = {"calibration": calibration} if name == "cascade" else {}
             strategies[name] = build_strategy(name, tiers, config.router, sandbox=sandbox, **extra)

@@ -203,7 +203,7 @@ class RouterSection(_Section):
         None,
         description="tier calibration written by `routerllm calibrate` (how strong each tier is, how often its "
         "answers are right in each cascade state); none: `routerllm compare` calibrates on the run's other "
-        "tasks (cross-fitted), `serve` follows the chain's order",
+        "tasks (cross-fitted, runs of 20 tasks or more), `serve` follows the chain's order",
     )
     calibration_folds: int = Field(
         5, ge=2, description="`routerllm compare` without calibration_path: folds of the cross-fitted calibration"
