@@ -26,7 +26,9 @@ its check (CheckResult: figures only); `reason` says what was checked and how it
 contains what the code printed or returned.
 
 Options (`router.cascade`, config.CascadeOptions): small_samples, agreement, sample_batch,
-sample_temperature, repair, example_timeout_s, escalate_without_examples.
+sample_temperature, repair, self_tests (tests the tier writes itself, routing/self_tests.py),
+example_timeout_s, escalate_without_examples. The tier calibration: router.calibration_path, or
+the one `routerllm compare` cross-fits (routerllm/calibrate.py).
 """
 
 from __future__ import annotations
