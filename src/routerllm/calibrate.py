@@ -109,7 +109,7 @@ def observe(tasks: list["Task"], tiers: Tiers, cascade: CascadeStrategy, scorer:
             raise KeyboardInterrupt("stopped during the calibration pass")
         part = tasks[start:start + batch]
         requests = [GenerationRequest(prompt=t.prompt, task_id=t.task_id, sample=0, temperature=0.0) for t in part]
-        driver = Driver(tiers, cascade.get_sandbox)
+        driver = Driver(tiers, cascade.get_sandbox, check_timeout_s=cascade.options.cascade.example_timeout_s)
         results = driver.run_raw([_observe_plan(cascade, r, t.entry_point, budget_samples)
                                   for r, t in zip(requests, part)])
         _record(part, requests, results, scorer, observed)

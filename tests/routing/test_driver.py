@@ -95,3 +95,22 @@ def test_simple_strategies_share_one_call_per_batch(counted, tasks) -> None:
     build_strategy("small", tiers, config.router).answer_many(requests, entry_points)
     build_strategy("random", tiers, config.router).answer_many(requests, entry_points)
     assert small.sizes[0] == len(requests) and len(large.sizes) == 1 and sum(large.sizes) + small.sizes[1] == len(requests)
+
+
+def test_a_check_is_bounded_by_example_timeout_s(mistral_gpt4, sandbox) -> None:
+    from routerllm.routing.base import Execute
+    from routerllm.routing.driver import Driver
+    from routerllm.routing.execution import Job
+
+    config, tiers = mistral_gpt4(cascade={"example_timeout_s": 1})
+
+    def plan():
+        (run,) = yield Execute([Job("import time\ndef f():\n    time.sleep(30)\n", "f", [()])])
+        return run
+
+    import time
+
+    start = time.perf_counter()
+    (run,) = Driver(tiers, lambda: sandbox, check_timeout_s=config.router.cascade.example_timeout_s,
+                    call_timeout_s=60).run_raw([plan()])
+    assert run.status == "timed out" and time.perf_counter() - start < 15

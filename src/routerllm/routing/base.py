@@ -193,7 +193,7 @@ class Strategy(ABC):
 
         points = list(entry_points) if entry_points is not None else [None] * len(requests)
         plans = [self.plan(r, e) for r, e in zip(requests, points)]
-        return Driver(self.tiers, self.get_sandbox).run(plans)
+        return Driver(self.tiers, self.get_sandbox, check_timeout_s=self.options.cascade.example_timeout_s).run(plans)
 
     def get_sandbox(self) -> "Sandbox":
         """The sandbox for checks: the one given, else one of the strategy's own (made on first use)."""

@@ -67,9 +67,10 @@ class Driver:
     """Serve the needs of many plans, batched by stage (module docstring)."""
 
     def __init__(self, tiers: Tiers, sandbox: "Callable[[], Sandbox]", *,
-                 call_timeout_s: float | None = None) -> None:
+                 check_timeout_s: float | None = None, call_timeout_s: float | None = None) -> None:
         self.tiers = tiers
         self.sandbox = sandbox
+        self.check_timeout_s = check_timeout_s  # one answer's whole check (router.cascade.example_timeout_s)
         self.call_timeout_s = call_timeout_s
         self.clock_s = 0.0
 
@@ -115,7 +116,8 @@ class Driver:
 
         jobs = [job for r in batch for job in r.need.jobs]  # type: ignore[union-attr]
         start = time.perf_counter()
-        runs = call_many(self.sandbox(), jobs, call_timeout_s=self.call_timeout_s or CALL_TIMEOUT_S) if jobs else []
+        runs = call_many(self.sandbox(), jobs, call_timeout_s=self.call_timeout_s or CALL_TIMEOUT_S,
+                         timeout_s=self.check_timeout_s) if jobs else []
         wall = time.perf_counter() - start
         self.clock_s += wall
         offset = 0
