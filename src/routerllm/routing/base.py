@@ -36,7 +36,7 @@ from routerllm.records import Attempt
 if TYPE_CHECKING:
     from routerllm.config import ModelConfig, RouterLLMConfig, RouterSection
     from routerllm.evaluation.sandbox import Sandbox
-    from routerllm.routing.execution import Execution, Job
+    from routerllm.routing.execution import Job
 
 logger = logging.getLogger(__name__)
 

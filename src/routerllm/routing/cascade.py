@@ -38,9 +38,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Generator
 
-from routerllm.backends.base import Generation, GenerationRequest
+from routerllm.backends.base import GenerationRequest
 from routerllm.evaluation.prompting import CHAT_INSTRUCTION
-from routerllm.records import Attempt, CheckResult
+from routerllm.records import CheckResult
 from routerllm.routing.base import Execute, Generate, Need, Plan, RouteDecision, Served, Strategy, available_samples, with_sample
 from routerllm.routing.checker import TaskChecks, Vector, conflict, judge, task_checks
 from routerllm.routing.code import code_for, tier_mode

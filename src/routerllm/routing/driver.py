@@ -30,7 +30,6 @@ from routerllm.records import Attempt
 from routerllm.routing.base import Execute, Generate, Plan, RoutedAnswer, Served, Tiers
 
 if TYPE_CHECKING:
-    from routerllm.backends.base import Generation
     from routerllm.evaluation.sandbox import Sandbox
     from routerllm.routing.base import Need
 
