@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	# torch 2.13.0 CPU build (pip takes the wheel on disk where there is one); a CUDA torch
 	# already in the venv is kept.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[server,dev,learned]"
+	$(PY) -m pip install -q -e ".[server,dev]"
 	touch $@
 
 # The main job on the embedded default (Gemma 3 270M from PyPI, CPU, no hub): the router

@@ -3,7 +3,7 @@
 
     python scripts/enhanced_humaneval_comparison.py --config configs/replay_config.yaml \
         --num-examples 164 --use-large-model [--skip-execution] [--results-dir ...] \
-        [--strategies cascade,learned,...] [--resume RUN_DIR]
+        [--strategies cascade,random,...] [--resume RUN_DIR]
 """
 
 import sys

@@ -1,33 +1,36 @@
-"""Router systems against the large model alone (and the small model alone) on the same tasks.
+"""Router systems against the single tiers on the same tasks, batched by stage.
 
     outcome = run_comparison(CompareOptions(config=load_config(...), num_examples=164))
-    outcome.summary["systems"]["cascade"]["pass_at_1"], ...["large_share"], ...
+    outcome.summary.systems["cascade"].pass_at_1, .large_share, .false_accepts, .apgr, ...
+    outcome.summary.better_tier          # the better single tier, named: every figure is against it
 
-Per task, every system answers the same prompt: the baselines `small` and `large` and the routing
-strategies asked for (`--strategies`, default `router.strategies`). Generations are cached per
-(tier, task, sample, temperature, prompt variant) in `<run>/generations.jsonl`, so strategies that
-share a tier's answer do not regenerate it (the cascade's first small sample IS the small-only
-answer), and a resumed run regenerates nothing it already has. Each system's answer is scored
-with the task's hidden tests in the sandbox (they never take part in routing).
+Per task, every system answers the same prompt: the baselines `small` (the first tier of the
+chain alone) and `large` (the last tier alone) and the routing strategies asked for
+(`--strategies`, default `router.strategies`). Tasks go `router.task_batch` at a time; each system
+answers a batch through the routing driver (routing/driver.py), so a tier gets one call per stage
+with every request of the batch (the small tier's samples for all tasks, their checks, then the
+large tier once with every escalation), and a task's routing never depends on its batch-mates.
+Records are written task by task as each batch completes (runner.run_tasks); an interrupted run
+redoes at most the batch in flight.
 
-`learned` without a trained model file is evaluated by k-fold cross-validation once every task is
-done: each task is routed by a model trained on the other folds' small-tier outcomes, with its
-threshold calibrated on those folds to `router.target_large_share` (never on the task itself).
+Before the batches, when the cascade runs, one calibration pass (routerllm.calibrate.observe) runs
+every tier's step on every task: it gives the cascade its cross-fitted calibration (unless
+router.calibration_path names one) and each task's floor and perfect-checker ceiling. Generations
+are cached per (tier, task, sample, temperature, prompt variant) in `<run>/generations.jsonl`
+(routerllm.tier_cache), so nothing is generated twice, across systems or across a resume. Each
+system's answer is scored with the task's hidden tests in the sandbox (routerllm.scoring): they
+never take part in routing.
 
-Per system the summary reports pass@1, share of tasks that reached the large tier, small- and
-large-tier calls per task, latency mean/p50/p95 (the tiers' own timings: measured for local and
-openai tiers, modelled for replay tiers; plus the sandbox time of the cascade's checks), energy
-and CO2 (codecarbon for local tiers, the cost model for replay), and cost from the tiers'
-$/GPU-hour. The oracle counts a task as solved if any tier solves it. Runs are durable and
-resumable through `routerllm.runner.run_tasks`.
+The summary (records.ComparisonSummary) names the better single tier and reports per system:
+pass@1 and its share of the better tier, the share of tasks that reached the large tier (against
+the floor: tasks no answer of an earlier tier solves), false accepts, PGR and APGR (RouteLLM),
+the share of the perfect-checker ceiling, small and large calls per task, latency (queue wait,
+generation, checks) and throughput, energy, CO2 and cost.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
-import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,24 +38,39 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from routerllm.backends.base import Backend, Generation, GenerationRequest, make_backend
+from routerllm.backends.base import Backend, GenerationRequest, make_backend
+from routerllm.config import resolve_replay_paths
 from routerllm.exceptions import ConfigError, RoutingError, RunError
-from routerllm.routing.base import RoutedAnswer, Strategy, Tiers, attempts_cost
-from routerllm.routing.code import code_for
-from routerllm.routing.registry import STRATEGIES, build_strategy
+from routerllm.records import (
+    BetterTier,
+    ComparisonSummary,
+    Percentiles,
+    SystemRecord,
+    SystemSummary,
+    TaskRecord,
+)
+from routerllm.routing.base import RoutedAnswer, Strategy, Tiers
+from routerllm.routing.registry import STRATEGIES, build_strategy, unknown_strategy_fix
+from routerllm.tier_cache import GENERATIONS_FILE, CachedTier, GenerationCache
 
 if TYPE_CHECKING:
+    from routerllm.calibrate import Observed
     from routerllm.config import ModelConfig, RouterLLMConfig
-    from routerllm.evaluation.carbon import CarbonTracker
     from routerllm.evaluation.humaneval import Task
     from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.scoring import TaskScorer
 
 logger = logging.getLogger(__name__)
 
-GENERATIONS_FILE = "generations.jsonl"
 BASELINES = ("small", "large")
-CV_FOLDS = 5
-SHARE_SWEEP = [round(x, 2) for x in np.linspace(0.0, 1.0, 21)]
+SECONDS_PER_HOUR = 3600.0
+# PGR and APGR divide by the gap between the two single tiers; below this many tasks of gap
+# (Llama-2-70b 54 vs Mistral-7B 53 of 164) one task more or less swings them by 100% or more:
+# they are reported as undefined (None) rather than as noise.
+MIN_GAP_TASKS = 3
+# Fewer tasks than this and a cross-fitted calibration is noise (5 folds of 3 tasks: a per-state
+# estimate from one or two tasks): the cascade follows the chain's order instead, and says so.
+MIN_CALIBRATION_TASKS = 20
 
 
 @dataclass
@@ -70,352 +88,182 @@ class CompareOptions:
     report: bool = True
     backends: dict[str, Backend] | None = None  # ready backends by tier name (tests)
     sandbox: "Sandbox | None" = None
-    cv_folds: int = CV_FOLDS
 
 
 @dataclass
 class ComparisonOutcome:
     run_dir: Path
-    records: list[dict[str, Any]]
-    summary: dict[str, Any]
+    records: list[TaskRecord]
+    summary: ComparisonSummary
     status: str
     report_files: list[Path] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------
-# paths
-# --------------------------------------------------------------------------------------------------
-
-def resolve_replay_paths(config: "RouterLLMConfig") -> None:
-    """A relative `replay_file` is read from the working directory; when it is not there, from
-    the repository that holds the config (the config's parent directory's parent: configs/..)."""
-    roots = []
-    if config.source is not None:
-        source = Path(config.source).resolve()
-        roots = [source.parent.parent, source.parent]
-    for model in [config.models.large_llm, *config.models.small_llms]:
-        if model.backend != "replay" or not model.replay_file:
-            continue
-        path = Path(model.replay_file).expanduser()
-        if path.is_absolute() or path.exists():
-            continue
-        for root in roots:
-            candidate = (root / path).resolve()
-            if candidate.exists():
-                model.replay_file = str(candidate)
-                break
-        else:
-            raise ConfigError(
-                f"models.{model.name}.replay_file",
-                f"no recorded generations at {path} (looked in {Path.cwd()} and {', '.join(map(str, roots)) or '-'})",
-                fix="run from the repository root (the recorded generations are in data/humaneval-generations/), "
-                "or give an absolute path",
-            )
-
-
-# --------------------------------------------------------------------------------------------------
-# tiers with a generation cache
-# --------------------------------------------------------------------------------------------------
-
-def _generation_to_dict(g: Generation) -> dict[str, Any]:
-    return dataclasses.asdict(g)
-
-
-def _generation_from_dict(d: dict[str, Any]) -> Generation:
-    return Generation(**{k: d[k] for k in (f.name for f in dataclasses.fields(Generation)) if k in d})
-
-
-class GenerationCache:
-    """(tier, task, sample, temperature, variant) -> Generation, persisted as JSONL (fsync per line)."""
-
-    def __init__(self, path: Path | None) -> None:
-        from routerllm.runner import ResultsLog
-
-        self.path = path
-        self._log = ResultsLog(path) if path is not None else None
-        self._entries: dict[str, dict[str, Any]] = {}
-        if self._log is not None:
-            for row in self._log.load(repair=True):
-                self._entries[row["key"]] = row
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def key(tier: str, request: GenerationRequest, task: "Task") -> str:
-        variant = ""
-        if request.messages or request.prompt != task.prompt:
-            blob = json.dumps([request.prompt, request.messages], sort_keys=True)
-            variant = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        return f"{tier}|{task.task_id}|{request.sample}|{request.temperature:.3f}|{variant}"
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        entry = self._entries.get(key)
-        if entry is not None:
-            self.hits += 1
-        return entry
-
-    def put(self, key: str, entry: dict[str, Any]) -> None:
-        self.misses += 1
-        entry = {"key": key, **entry}
-        self._entries[key] = entry
-        if self._log is not None:
-            self._log.append(entry)
-
-
-class CachedTier:
-    """A tier's backend as the comparison sees it: the strategy's generic request is turned into
-    this tier's request (chat template or continuation, its max_new_tokens and stop sequences),
-    answers are cached, and each new generation's energy is measured (local tiers, codecarbon) or
-    taken from the backend (replay: modelled)."""
-
-    def __init__(self, name: str, model: "ModelConfig", backend: Backend, cache: GenerationCache,
-                 tasks: dict[str, "Task"], carbon: "CarbonTracker | None", intensity: float | None) -> None:
-        self.name = name
-        self.model = model
-        self.backend = backend
-        self.cache = cache
-        self.tasks = tasks
-        self.carbon = carbon
-        self.intensity = intensity
-
-    def load(self) -> None:
-        self.backend.load()
-
-    def health(self) -> bool:
-        return self.backend.health()
-
-    def close(self) -> None:
-        self.backend.close()
-
-    def _tier_request(self, request: GenerationRequest, task: "Task") -> GenerationRequest:
-        from routerllm.evaluation.prompting import build_request
-
-        tier_request = build_request(task, self.model, sample=request.sample, temperature=request.temperature,
-                                     seed=request.seed)
-        if request.messages:
-            tier_request.messages = request.messages
-        if request.prompt != task.prompt:
-            tier_request.prompt = request.prompt
-        return tier_request
-
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
-        out = []
-        for request in requests:
-            task = self.tasks.get(request.task_id or "")
-            if task is None:
-                raise RunError(f"request for unknown task {request.task_id!r}", fix="pass task_id of a loaded task")
-            key = GenerationCache.key(self.name, request, task)
-            entry = self.cache.get(key)
-            if entry is None:
-                tier_request = self._tier_request(request, task)
-                measured: dict[str, Any] = {}
-                if self.carbon is not None and self.model.backend != "replay":
-                    with self.carbon.task(f"{self.name}:{key}") as measured:
-                        (generation,) = self.backend.generate([tier_request])
-                else:
-                    (generation,) = self.backend.generate([tier_request])
-                energy = generation.energy_kwh if generation.energy_kwh is not None else measured.get("energy_kwh")
-                co2 = measured.get("co2_kg")
-                if co2 is None and energy is not None and self.intensity is not None:
-                    co2 = energy * self.intensity
-                entry = {
-                    "generation": _generation_to_dict(dataclasses.replace(generation, energy_kwh=energy)),
-                    "co2_kg": co2,
-                    "energy_source": "modelled" if generation.energy_kwh is not None else ("codecarbon" if measured else None),
-                }
-                self.cache.put(key, entry)
-            generation = _generation_from_dict(entry["generation"])
-            generation.extra = {**generation.extra, "co2_kg": entry.get("co2_kg"), "cache_key": key}
-            out.append(generation)
-        return out
-
-
-# --------------------------------------------------------------------------------------------------
-# one task
+# one batch of tasks
 # --------------------------------------------------------------------------------------------------
 
 def _cost_usd(model: "ModelConfig", seconds: float) -> float:
-    return seconds / 3600.0 * model.cost.gpus * model.cost.usd_per_gpu_hour
+    return seconds / SECONDS_PER_HOUR * model.cost.gpus * model.cost.usd_per_gpu_hour
 
 
-def _compact_attempt(a: dict[str, Any]) -> dict[str, Any]:
-    keep = ("tier", "sample", "batch", "temperature", "total_s", "completion_tokens", "timing", "repair",
-            "examples_passed", "examples_failed", "failure", "fingerprint", "check_s")
-    return {k: a[k] for k in keep if k in a}
-
-
-class TaskScorer:
-    """Scores an answer with the task's hidden tests (cached per generation)."""
-
-    def __init__(self, sandbox: "Sandbox", tiers: Tiers, timeout_s: float) -> None:
-        self.sandbox = sandbox
-        self.tiers = tiers
-        self.timeout_s = timeout_s
-        self._cache: dict[str, dict[str, Any]] = {}
-
-    def score(self, task: "Task", request: GenerationRequest, answer: RoutedAnswer) -> dict[str, Any]:
-        key = f"{answer.decision.tier}|{answer.generation.extra.get('cache_key')}"
-        if key not in self._cache:
-            code = code_for(self.tiers, answer.decision.tier, request, answer.generation, task.entry_point)
-            program = f"{code}\n\n{task.test}\n\ncheck({task.entry_point})\n"
-            verdict = self.sandbox.run(program, timeout_s=self.timeout_s)
-            self._cache[key] = {"passed": verdict.passed, "verdict": str(verdict)[:300]}
-        return self._cache[key]
-
-
-def system_record(answer: RoutedAnswer, tiers: Tiers, score: dict[str, Any] | None) -> dict[str, Any]:
+def system_record(answer: RoutedAnswer, tiers: Tiers, passed: bool | None, verdict: str | None,
+                  batch_key: str) -> SystemRecord:
+    """One system's answer to one task, as a record. GPU cost charges each tier the time of the
+    stage batches this answer took part in on it (a batch costs its longest member)."""
     large = tiers.large_name
-    small_names = {name for name, _ in tiers.small}
-    # a batch of samples (cascade.sample_batch) costs its longest member: see routing.base.attempts_cost
-    latency = attempts_cost(answer.attempts, "total_s") or 0.0
-    energy = attempts_cost(answer.attempts, "energy_kwh")
-    co2 = attempts_cost(answer.attempts, "co2_kg")
+    small_names = set(tiers.names[:-1])
+    energy = [a.energy_kwh for a in answer.attempts]
+    co2 = [a.co2_kg for a in answer.attempts]
     cost = 0.0
-    for tier_name in {a["tier"] for a in answer.attempts}:
-        seconds = attempts_cost([a for a in answer.attempts if a["tier"] == tier_name], "total_s") or 0.0
-        cost += _cost_usd(tiers.configs[tier_name], seconds) if tier_name in tiers.configs else 0.0
-    timings = {a.get("timing") for a in answer.attempts}
-    latency += float(answer.decision.details.get("check_s", 0.0) or 0.0)
-    details = dict(answer.decision.details)
-    return {
-        "tier": answer.decision.tier,
-        "escalated": answer.decision.escalated,
-        "reason": answer.decision.reason,
-        "details": details,
-        "calls": dict(answer.calls),
-        "large_calls": answer.calls.get(large, 0),
-        "small_calls": sum(n for t, n in answer.calls.items() if t in small_names),
-        "latency_s": latency,
-        "energy_kwh": energy,
-        "co2_kg": co2,
-        "cost_usd": cost,
-        "timing": "+".join(sorted(t for t in timings if t)),
-        "passed": None if score is None else score["passed"],
-        "verdict": None if score is None else score["verdict"],
-        "attempts": [_compact_attempt(a) for a in answer.attempts],
-    }
+    for tier_name in {a.tier for a in answer.attempts}:
+        stages = {(a.stage): a.batch_s for a in answer.attempts if a.tier == tier_name}
+        if tier_name in tiers.configs:
+            cost += _cost_usd(tiers.configs[tier_name], sum(stages.values()))
+    d = answer.decision
+    return SystemRecord(
+        tier=d.tier, reason=d.reason, escalated=d.escalated, accepted=d.accepted, state=d.state,
+        details=dict(d.details), calls=dict(answer.calls), large_calls=answer.calls.get(large, 0),
+        small_calls=sum(n for t, n in answer.calls.items() if t in small_names),
+        queue_s=answer.queue_s, generation_s=answer.generation_s, check_s=answer.check_s, latency_s=answer.total_s,
+        energy_kwh=None if any(e is None for e in energy) else float(sum(energy)),  # type: ignore[arg-type]
+        co2_kg=None if any(c is None for c in co2) else float(sum(co2)),  # type: ignore[arg-type]
+        cost_usd=cost, timing="+".join(sorted({a.timing for a in answer.attempts if a.timing})),
+        passed=passed, verdict=verdict, batch_key=batch_key, batch_clock_s=answer.batch_clock_s,
+        attempts=list(answer.attempts),
+    )
 
 
-def answer_task(task: "Task", strategies: dict[str, Strategy], tiers: Tiers, scorer: TaskScorer | None) -> dict[str, Any]:
-    request = GenerationRequest(prompt=task.prompt, task_id=task.task_id, sample=0, temperature=0.0)
-    systems: dict[str, Any] = {}
+def answer_batch(tasks: list["Task"], strategies: dict[str, Strategy], tiers: Tiers, scorer: "TaskScorer | None",
+                 observed: "Observed | None" = None) -> list[TaskRecord]:
+    """Every system's answers to a batch of tasks (module docstring), one TaskRecord per task."""
+    requests = [GenerationRequest(prompt=t.prompt, task_id=t.task_id, sample=0, temperature=0.0) for t in tasks]
+    entry_points = [t.entry_point for t in tasks]
+    batch_key = tasks[0].task_id if tasks else ""
+    records = [TaskRecord(task_id=t.task_id) for t in tasks]
     for name, strategy in strategies.items():
-        answer = strategy.answer(request, entry_point=task.entry_point)
-        score = scorer.score(task, request, answer) if scorer is not None else None
-        systems[name] = system_record(answer, tiers, score)
-    record: dict[str, Any] = {"task_id": task.task_id, "systems": systems}
-    if scorer is not None and "small" in systems and "large" in systems:
-        record["oracle"] = bool(systems["small"]["passed"] or systems["large"]["passed"])
-    return record
-
-
-# --------------------------------------------------------------------------------------------------
-# learned by cross-validation
-# --------------------------------------------------------------------------------------------------
-
-def learned_cross_validation(records: list[dict[str, Any]], tasks: dict[str, "Task"], target_large_share: float,
-                             folds: int = CV_FOLDS, seed: int = 0, embedding: bool = False) -> dict[str, Any] | None:
-    """Out-of-fold `learned` routing from the small-only outcomes (needs scored baselines).
-    Returns per-task systems and the (large share, pass@1) curve over target shares."""
-    from routerllm.routing.calibration import auc, cross_validated_scores
-    from routerllm.routing.features import feature_matrix
-
-    rows_ok = [r for r in records if r.get("task_id") in tasks and "small" in r["systems"] and "large" in r["systems"]
-               and r["systems"]["small"].get("passed") is not None]
-    if len(rows_ok) < max(2 * folds, 10):
-        logger.warning("learned: %d scored tasks is too few for %d-fold cross-validation; skipped", len(rows_ok), folds)
-        return None
-    ids = [r["task_id"] for r in rows_ok]
-    labels = [bool(r["systems"]["small"]["passed"]) for r in rows_ok]
-    if all(labels) or not any(labels):
-        logger.warning("learned: the small tier solved %s task; nothing to learn from", "every" if all(labels) else "no")
-        return None
-    names, feats = feature_matrix([tasks[t].prompt for t in ids], [tasks[t].entry_point for t in ids], embedding=embedding)
-    scores, thresholds = cross_validated_scores(names, feats, labels, ids, target_large_share, k=folds, seed=seed)
-    per_task = {}
-    for r, s, th in zip(rows_ok, scores, thresholds):
-        go_large = bool(s < th)
-        base = r["systems"]["large" if go_large else "small"]
-        per_task[r["task_id"]] = {
-            **base,
-            "reason": f"cross-validated: predicted small-tier success {s:.3f} {'<' if go_large else '>='} "
-                      f"threshold {th:.3f} (calibrated on the other folds to {target_large_share:.0%} large calls)",
-            "details": {"score": float(s), "threshold": float(th), "target_large_share": target_large_share,
-                        "cross_validated": True},
-            "escalated": False,
-        }
-    curve = []
-    for share in SHARE_SWEEP:
-        s_scores, s_th = cross_validated_scores(names, feats, labels, ids, share, k=folds, seed=seed)
-        large = s_scores < s_th
-        passed = [r["systems"]["large" if g else "small"]["passed"] for r, g in zip(rows_ok, large)]
-        curve.append({"target": share, "large_share": float(np.mean(large)), "pass_at_1": float(np.mean(passed))})
-    return {"per_task": per_task, "curve": curve, "auc": auc(scores, labels), "folds": folds,
-            "features": len(names), "tasks": len(ids)}
+        answers = strategy.answer_many(requests, entry_points)
+        scores = scorer.score_many([(t, a.decision.tier, r, a.generation) for t, a, r in zip(tasks, answers, requests)]) \
+            if scorer is not None else [None] * len(tasks)
+        for record, answer, score in zip(records, answers, scores):
+            record.systems[name] = system_record(answer, tiers, None if score is None else score.passed,
+                                                 None if score is None else score.verdict, batch_key)
+    for record in records:
+        outcome = observed.per_task.get(record.task_id) if observed is not None else None
+        firsts = [v for v in (outcome.first_right.values() if outcome else []) if v is not None]
+        baseline = [record.systems[s].passed for s in BASELINES if s in record.systems]
+        if firsts:
+            record.oracle = any(firsts)
+        elif len(baseline) == 2 and all(v is not None for v in baseline):
+            record.oracle = any(baseline)  # type: ignore[arg-type]
+        if outcome is not None:
+            record.solvable, record.ceiling, record.samples_scored = outcome.solvable, outcome.ceiling, outcome.samples_scored
+    return records
 
 
 # --------------------------------------------------------------------------------------------------
 # summary
 # --------------------------------------------------------------------------------------------------
 
-def summarize_system(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    from routerllm.evaluation.metrics import percentiles
+def _percentiles(values: list[float]) -> Percentiles:
+    if not values:
+        return Percentiles()
+    a = np.asarray(values, dtype=float)
+    return Percentiles(float(a.mean()), float(np.percentile(a, 50)), float(np.percentile(a, 95)), float(a.max()))
 
+
+def summarize_system(rows: list[SystemRecord]) -> SystemSummary:
     n = len(rows)
     if n == 0:
-        return {"tasks": 0}
-    passed = [r["passed"] for r in rows if r.get("passed") is not None]
-    lat = [r["latency_s"] for r in rows]
-    energy = [r["energy_kwh"] for r in rows]
-    co2 = [r["co2_kg"] for r in rows]
-    return {
-        "tasks": n,
-        "pass_at_1": float(np.mean(passed)) if len(passed) == n else None,
-        "large_share": float(np.mean([r["large_calls"] > 0 for r in rows])),
-        "small_calls_per_task": float(np.mean([r["small_calls"] for r in rows])),
-        "large_calls_per_task": float(np.mean([r["large_calls"] for r in rows])),
-        "escalated": int(sum(bool(r.get("escalated")) for r in rows)),
-        "latency_s": percentiles(lat),
-        "energy_kwh": float(sum(energy)) if all(e is not None for e in energy) else None,
-        "co2_kg": float(sum(co2)) if all(c is not None for c in co2) else None,
-        "cost_usd": float(sum(r["cost_usd"] for r in rows)),
-        "timing": sorted({t for r in rows for t in (r.get("timing") or "").split("+") if t}),
-    }
+        return SystemSummary(tasks=0)
+    passed = [r.passed for r in rows if r.passed is not None]
+    checks = any(r.state is not None for r in rows)
+    clocks = {r.batch_key: r.batch_clock_s for r in rows}
+    clock = sum(clocks.values())
+    states: dict[str, int] = {}
+    for r in rows:
+        if r.state is not None:
+            states[r.state] = states.get(r.state, 0) + 1
+    return SystemSummary(
+        tasks=n,
+        pass_at_1=float(np.mean(passed)) if len(passed) == n else None,
+        large_share=float(np.mean([r.large_calls > 0 for r in rows])),
+        small_calls_per_task=float(np.mean([r.small_calls for r in rows])),
+        large_calls_per_task=float(np.mean([r.large_calls for r in rows])),
+        escalated=int(sum(r.escalated for r in rows)),
+        accepted=int(sum(r.accepted for r in rows)),
+        false_accepts=int(sum(r.false_accept for r in rows)) if checks and len(passed) == n else None,
+        latency_s=_percentiles([r.latency_s for r in rows]),
+        queue_s_mean=float(np.mean([r.queue_s for r in rows])),
+        generation_s_mean=float(np.mean([r.generation_s for r in rows])),
+        check_s_mean=float(np.mean([r.check_s for r in rows])),
+        tasks_per_hour=n / clock * SECONDS_PER_HOUR if clock > 0 else None,
+        energy_kwh=None if any(r.energy_kwh is None for r in rows) else float(sum(r.energy_kwh for r in rows)),  # type: ignore[misc]
+        co2_kg=None if any(r.co2_kg is None for r in rows) else float(sum(r.co2_kg for r in rows)),  # type: ignore[misc]
+        cost_usd=float(sum(r.cost_usd for r in rows)),
+        timing=sorted({t for r in rows for t in r.timing.split("+") if t}),
+        states=states,
+    )
 
 
-def summarize_comparison(records: list[dict[str, Any]], tasks: dict[str, "Task"], config: "RouterLLMConfig",
-                         systems: list[str], learned_cv: bool, cv_folds: int = CV_FOLDS) -> dict[str, Any]:
-    records = [r for r in records if r.get("task_id") in tasks]
-    per_system: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
+def apgr(points: list[tuple[float, float]], small: float, large: float, worse: float, better: float) -> float | None:
+    """RouteLLM's APGR (lm-sys/RouteLLM routellm/evals/evaluate.py): the area under pass@1 over the
+    share of large calls, normalised so that the worse single tier's level scores 0 and the better
+    one's 1. `points` are a system's operating points (share, pass@1); the curve joins them to
+    small-only at share 0 and large-only at share 1 (any mix of two operating points is reachable
+    by routing a random part of the tasks one way), so random routing scores 0.5."""
+    if better <= worse:
+        return None
+    curve = sorted([(0.0, small), *points, (1.0, large)])
+    xs = np.array([p[0] for p in curve])
+    ys = np.array([p[1] for p in curve])
+    area = float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2.0))
+    return (area - worse) / (better - worse)
+
+
+def summarize_comparison(records: list[TaskRecord], tasks: dict[str, "Task"], config: "RouterLLMConfig",
+                         systems: list[str]) -> ComparisonSummary:
+    records = [r for r in records if r.task_id in tasks]
+    per_system: dict[str, list[SystemRecord]] = {s: [] for s in systems}
     for r in records:
-        for s, row in r["systems"].items():
+        for s, row in r.systems.items():
             per_system.setdefault(s, []).append(row)
-    learned = None
-    if learned_cv:
-        learned = learned_cross_validation(records, tasks, config.router.target_large_share, folds=cv_folds,
-                                           seed=config.router.seed, embedding=config.router.learned_embedding)
-        if learned is not None:
-            per_system["learned"] = [learned["per_task"][r["task_id"]] for r in records if r["task_id"] in learned["per_task"]]
-    summary: dict[str, Any] = {
-        "tasks": len(records),
-        "tiers": {"small": [m.name for m in config.models.small_llms], "large": config.models.large_llm.name},
-        "timing": {m.name: ("modelled" if m.backend == "replay" else "measured")
-                   for m in [*config.models.small_llms, config.models.large_llm]},
-        "systems": {s: summarize_system(rows) for s, rows in per_system.items() if rows},
-    }
-    oracle = [r["oracle"] for r in records if "oracle" in r]
-    if oracle and len(oracle) == len(records):
-        needs_large = [bool(r["systems"]["large"]["passed"] and not r["systems"]["small"]["passed"]) for r in records]
-        summary["oracle"] = {"pass_at_1": float(np.mean(oracle)), "large_share": float(np.mean(needs_large))}
-    if learned is not None:
-        summary["learned_cv"] = {k: learned[k] for k in ("curve", "auc", "folds", "features", "tasks")}
-    large = summary["systems"].get("large", {})
-    if large.get("pass_at_1"):
-        for s, row in summary["systems"].items():
-            if row.get("pass_at_1") is not None:
-                row["relative_pass_at_1"] = row["pass_at_1"] / large["pass_at_1"]
-            if large.get("cost_usd"):
-                row["relative_cost"] = row["cost_usd"] / large["cost_usd"]
+    models = [*config.models.small_llms, config.models.large_llm]
+    summary = ComparisonSummary(
+        tasks=len(records),
+        chain=[m.name for m in models],
+        timing={m.name: ("modelled" if m.backend == "replay" else "measured") for m in models},
+        systems={s: summarize_system(rows) for s, rows in per_system.items() if rows},
+    )
+    oracle = [r.oracle for r in records]
+    if records and all(o is not None for o in oracle):
+        summary.oracle_pass_at_1 = float(np.mean(oracle))
+        if all("small" in r.systems and "large" in r.systems for r in records):
+            summary.oracle_large_share = float(np.mean([bool(r.systems["large"].passed and not r.systems["small"].passed)
+                                                        for r in records]))
+    if records and all(r.solvable is not None for r in records):
+        summary.floor = float(np.mean([not r.solvable for r in records]))
+        summary.ceiling_pass_at_1 = float(np.mean([bool(r.ceiling) for r in records]))
+    small, large = summary.systems.get("small"), summary.systems.get("large")
+    if small and large and small.pass_at_1 is not None and large.pass_at_1 is not None:
+        chain = summary.chain
+        pair = [BetterTier("small", chain[0], small.pass_at_1), BetterTier("large", chain[-1], large.pass_at_1)]
+        # ties go to the small tier: it is the cheaper one
+        summary.better_tier = max(pair, key=lambda b: (b.pass_at_1, b.system == "small"))
+        summary.worse_tier = pair[1] if summary.better_tier is pair[0] else pair[0]
+        best, worst = summary.better_tier.pass_at_1, summary.worse_tier.pass_at_1
+        for name, row in summary.systems.items():
+            if row.pass_at_1 is None:
+                continue
+            row.relative_pass_at_1 = row.pass_at_1 / best if best > 0 else None
+            if (best - worst) * summary.tasks >= MIN_GAP_TASKS - 1e-9:
+                row.pgr = (row.pass_at_1 - worst) / (best - worst)
+                if name not in BASELINES:
+                    row.apgr = apgr([(row.large_share, row.pass_at_1)], small.pass_at_1, large.pass_at_1, worst, best)
+            if summary.ceiling_pass_at_1:
+                row.ceiling_share = row.pass_at_1 / summary.ceiling_pass_at_1
+            if large.cost_usd:
+                row.relative_cost = row.cost_usd / large.cost_usd
     return summary
 
 
@@ -423,90 +271,95 @@ def summarize_comparison(records: list[dict[str, Any]], tasks: dict[str, "Task"]
 # the run
 # --------------------------------------------------------------------------------------------------
 
-def _systems(opts: CompareOptions) -> tuple[list[str], bool]:
-    """(systems answered per task, learned by cross-validation?)"""
+def _systems(opts: CompareOptions) -> list[str]:
     requested = list(opts.strategies or opts.config.router.strategies)
     unknown = [s for s in requested if s not in STRATEGIES]
     if unknown:
-        raise RoutingError(f"unknown strategy name(s) {unknown}", fix=f"use names from: {', '.join(STRATEGIES)}")
+        raise RoutingError(f"unknown strategy name(s) {unknown}", fix=unknown_strategy_fix(unknown[0]))
     if not opts.config.models.small_llms:
         raise ConfigError("models.small_llms", "the comparison needs at least one small tier",
                           fix="add a model under models.small_llms")
-    learned_cv = "learned" in requested and not opts.config.router.learned_model_path
-    systems = ["small", "large"] + [s for s in requested if s not in BASELINES and not (s == "learned" and learned_cv)]
+    systems = list(BASELINES) + [s for s in dict.fromkeys(requested) if s not in BASELINES]
     if not opts.use_large_model:
         dropped = [s for s in systems if s != "small"]
         logger.warning("--use-large-model not given: only the small tier runs (skipping %s)", ", ".join(dropped))
-        systems, learned_cv = ["small"], False
-    if opts.skip_execution and learned_cv:
-        logger.warning("learned: cross-validation needs scored answers; skipped with --skip-execution")
-        learned_cv = False
-    return systems, learned_cv
+        systems = ["small"]
+    return systems
+
+
+def _run_dir(opts: CompareOptions) -> Path:
+    from routerllm.runner import META_FILE, read_json
+
+    config = opts.config
+    if not opts.resume:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        return Path(opts.results_dir or config.benchmark.results_dir) / (opts.run_name or f"compare-{stamp}")
+    run_dir = Path(opts.resume)
+    meta_path = run_dir / META_FILE
+    if not meta_path.exists():
+        raise RunError(f"cannot resume: {run_dir} has no {META_FILE}", fix="pass the directory of an earlier `routerllm compare` run")
+    meta = read_json(meta_path)
+    if meta.get("kind") != "comparison":
+        raise RunError(f"{run_dir} is not a comparison run", fix="pass a directory written by `routerllm compare`")
+    opts.strategies = opts.strategies or meta.get("strategies")
+    opts.num_examples = opts.num_examples or meta.get("num_examples")
+    opts.task_ids = opts.task_ids or meta.get("task_ids")
+    return run_dir
 
 
 def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
+    from routerllm.calibrate import observe
     from routerllm.evaluation.carbon import CarbonTracker, carbon_intensity_kg_per_kwh
     from routerllm.evaluation.humaneval import load_tasks
     from routerllm.evaluation.sandbox import Sandbox
-    from routerllm.runner import META_FILE, atomic_write_json, read_json, run_tasks
+    from routerllm.routing.strength import ChainCalibration, CrossFitted, Fixed
+    from routerllm.runner import META_FILE, StopSignal, _progress, atomic_write_json, prepare_run_dir, run_tasks
+    from routerllm.scoring import TaskScorer
 
     config = opts.config
     resolve_replay_paths(config)
-    if opts.resume:
-        run_dir = Path(opts.resume)
-        meta_path = run_dir / META_FILE
-        if not meta_path.exists():
-            raise RunError(f"cannot resume: {run_dir} has no {META_FILE}", fix="pass the directory of an earlier `routerllm compare` run")
-        meta = read_json(meta_path)
-        if meta.get("kind") != "comparison":
-            raise RunError(f"{run_dir} is not a comparison run", fix="pass a directory written by `routerllm compare`")
-        opts.strategies = opts.strategies or meta.get("strategies")
-        opts.num_examples = opts.num_examples or meta.get("num_examples")
-        opts.task_ids = opts.task_ids or meta.get("task_ids")
-    else:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(opts.results_dir or config.benchmark.results_dir) / (opts.run_name or f"compare-{stamp}")
-    systems, learned_cv = _systems(opts)
+    run_dir = _run_dir(opts)
+    systems = _systems(opts)
     tasks = load_tasks(opts.num_examples, opts.task_ids)
     by_id = {t.task_id: t for t in tasks}
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(run_dir, resume=bool(opts.resume))  # refuses a finished run before any work
 
-    needs_carbon = config.benchmark.track_co2 and any(
-        m.backend != "replay" for m in [config.models.large_llm, *config.models.small_llms])
+    models = {m.name: m for m in [*config.models.small_llms, config.models.large_llm]}
+    needs_carbon = config.benchmark.track_co2 and any(m.backend != "replay" for m in models.values())
     carbon = CarbonTracker(config.benchmark.country_iso_code, output_dir=run_dir, enabled=needs_carbon)
     intensity = carbon_intensity_kg_per_kwh(config.benchmark.country_iso_code)
     cache = GenerationCache(run_dir / GENERATIONS_FILE)
     raw = dict(opts.backends or {})
-    models = {m.name: m for m in [*config.models.small_llms, config.models.large_llm]}
-    wrapped: dict[str, Backend] = {}
-    for name, model in models.items():
-        backend = raw.get(name) or make_backend(model)
-        wrapped[name] = CachedTier(name, model, backend, cache, by_id, carbon if needs_carbon else None, intensity)  # type: ignore[assignment]
-    tiers = Tiers(small=[(m.name, wrapped[m.name]) for m in config.models.small_llms],
-                  large=(config.models.large_llm.name, wrapped[config.models.large_llm.name]), configs=models)
+    wrapped = {name: CachedTier(name, model, raw.get(name) or make_backend(model), cache, by_id,
+                                carbon if needs_carbon else None, intensity) for name, model in models.items()}
+    tiers = Tiers(small=[(m.name, wrapped[m.name]) for m in config.models.small_llms],  # type: ignore[misc]
+                  large=(config.models.large_llm.name, wrapped[config.models.large_llm.name]), configs=models)  # type: ignore[arg-type]
     own_sandbox = opts.sandbox is None
     sandbox = opts.sandbox or Sandbox(timeout_s=config.benchmark.execution_timeout_s, workers=config.benchmark.workers)
-    strategies = {name: build_strategy(name, tiers, config.router, sandbox=sandbox) for name in systems}
     scorer = None if opts.skip_execution else TaskScorer(sandbox, tiers, config.benchmark.execution_timeout_s)
-
     meta = {
         "kind": "comparison",
         "config": str(config.source) if config.source else None,
         "config_data": config.model_dump(mode="json"),
-        "strategies": [s for s in (opts.strategies or config.router.strategies)],
-        "systems": systems + (["learned"] if learned_cv else []),
+        "strategies": list(opts.strategies or config.router.strategies),
+        "systems": systems,
         "num_examples": opts.num_examples,
         "task_ids": opts.task_ids,
         "tasks": [t.task_id for t in tasks],
         "skip_execution": opts.skip_execution,
         "use_large_model": opts.use_large_model,
     }
+    strategies: dict[str, Strategy] = {}
+    observed = None
+    calibration_info: dict[str, Any] = {}
+    status = "interrupted"
+    records: list[TaskRecord] = []
 
-    def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-        return summarize_comparison(records, by_id, config, systems, learned_cv=False)
+    def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return summarize_comparison([TaskRecord.from_dict(r) for r in rows], by_id, config, systems).to_dict()
 
-    def status(records: list[dict[str, Any]]) -> str:
-        done = [r for r in records if r.get("task_id") in by_id]
+    def progress_status(rows: list[dict[str, Any]]) -> str:
+        done = [r for r in rows if r.get("task_id") in by_id]
         if not done or opts.skip_execution:
             return ""
         parts = []
@@ -516,17 +369,52 @@ def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
                 parts.append(f"{s} {np.mean(vals):.0%}")
         return " ".join(parts)
 
+    if not (run_dir / META_FILE).exists():  # before the calibration pass, so that --resume finds it
+        from routerllm.runner import _now
+
+        atomic_write_json(run_dir / META_FILE, {**meta, "created_at": _now()})
     try:
         for name, backend in wrapped.items():
             logger.info("loading tier %s", name)
             backend.load()
         carbon.start()
+        calibration: Any = None
+        if "cascade" in systems:
+            probe = build_strategy("cascade", tiers, config.router, sandbox=sandbox)
+            stop = StopSignal()
+            with stop.installed(), _progress(opts.progress, "calibrate") as bar:
+                handle = bar.add_task("calibration pass (every tier's step on every task)", total=len(tasks), status="")
+                observed = observe(tasks, tiers, probe, scorer, batch=config.router.task_batch,  # type: ignore[arg-type]
+                                   on_batch=lambda n: bar.update(handle, advance=n), stop=lambda: stop.requested)
+            if config.router.calibration_path:
+                calibration = Fixed(ChainCalibration.load(config.router.calibration_path))
+                calibration_info = {"source": config.router.calibration_path}
+            elif len(tasks) < MIN_CALIBRATION_TASKS:
+                calibration = Fixed()
+                calibration_info = {"source": f"none: fewer than {MIN_CALIBRATION_TASKS} tasks to calibrate on, the "
+                                              "chain's order (later tiers are assumed stronger)", "labelled": False}
+            else:
+                folds = config.router.calibration_folds
+                calibration = CrossFitted.fit(observed.observations, tiers.names, folds=folds, seed=config.router.seed,
+                                              source="this run's other tasks")
+                calibration_info = {"source": f"cross-fitted on this run's tasks, {folds} folds (a task never "
+                                              f"routed by its own fold)", "labelled": scorer is not None,
+                                    "overall": calibration.overall.describe()}
+        for name in systems:
+            extra = {"calibration": calibration} if name == "cascade" else {}
+            strategies[name] = build_strategy(name, tiers, config.router, sandbox=sandbox, **extra)
         outcome = run_tasks(
-            run_dir, tasks, lambda task: answer_task(task, strategies, tiers, scorer),
-            resume=bool(opts.resume),
-            meta=meta, summarize_fn=summarize, summary_every=config.benchmark.summary_every,
-            progress=opts.progress, description="compare", status_fn=status,
+            run_dir, tasks, process_batch=lambda part: [r.to_dict() for r in answer_batch(part, strategies, tiers, scorer, observed)],
+            batch_size=config.router.task_batch, resume=bool(opts.resume), meta=meta, summarize_fn=summarize,
+            summary_every=config.benchmark.summary_every, progress=opts.progress, description="compare",
+            status_fn=progress_status,
         )
+        status = outcome.status
+        records = [TaskRecord.from_dict(r) for r in outcome.records]
+    except KeyboardInterrupt:
+        # during the calibration pass (run_tasks handles its own): generations so far are cached
+        logger.warning("interrupted before the first batch; resume with --resume %s", run_dir)
+        status = "interrupted"
     finally:
         carbon.stop()
         for strategy in strategies.values():
@@ -535,20 +423,19 @@ def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
             sandbox.close()
         tiers.close()
 
-    summary = summarize_comparison(outcome.records, by_id, config, systems, learned_cv=learned_cv, cv_folds=opts.cv_folds)
-    summary.update({
-        "status": outcome.status,
-        "run_dir": str(run_dir),
-        "config": meta["config"],
-        "carbon": carbon.describe(),
-        "carbon_intensity_kg_per_kwh": intensity,
-        "generation_cache": {"hits": cache.hits, "misses": cache.misses},
-        "skip_execution": opts.skip_execution,
-    })
-    atomic_write_json(run_dir / "comparison.json", summary)
+    summary = summarize_comparison(records, by_id, config, systems)
+    summary.status = status
+    summary.run_dir = str(run_dir)
+    summary.config = meta["config"]
+    summary.carbon = carbon.describe()
+    summary.carbon_intensity_kg_per_kwh = intensity
+    summary.generation_cache = {"hits": cache.hits, "misses": cache.misses}
+    summary.skip_execution = opts.skip_execution
+    summary.calibration = calibration_info
+    atomic_write_json(run_dir / "comparison.json", summary.to_dict())
     files: list[Path] = []
-    if opts.report and outcome.records:
+    if opts.report and records:
         from routerllm.report import write_report
 
         files = write_report(run_dir, summary)
-    return ComparisonOutcome(run_dir, outcome.records, summary, outcome.status, files)
+    return ComparisonOutcome(run_dir, records, summary, status, files)

@@ -153,22 +153,39 @@ class HardwareSection(_Section):
 
 
 class CascadeOptions(_Section):
-    small_samples: int = Field(1, ge=1, description="small-model samples tried before escalating")
+    """`cascade` (routing/cascade.py). The defaults were chosen on ONE recorded pair
+    (Mistral-7B-Instruct -> GPT-4, bench/bench_routing.py) and are used unchanged on every other."""
+
+    small_samples: int = Field(
+        10, ge=1,
+        description="most answers drawn from one tier before moving on; a replayed tier gives at most "
+        "the answers it has recorded for the task (never more)",
+    )
     sample_temperature: float = Field(0.8, ge=0, description="temperature of samples after the first")
-    repair: bool = Field(False, description="one repair attempt with the failing example fed back")
-    example_timeout_s: float = Field(5.0, gt=0, description="time limit for checking visible examples, s")
-    escalate_without_examples: bool = True
+    repair: bool = Field(False, description="one repair attempt with the failing example fed back (not for replay tiers)")
+    example_timeout_s: float = Field(5.0, gt=0, description="time limit for checking one answer (all its calls), s")
+    escalate_without_examples: bool = Field(
+        True, description="a prompt with no visible example goes to the next tier expected to do better "
+        "(false: the first tier answers unchecked)",
+    )
     agreement: int = Field(
-        1,
+        2,
         ge=1,
-        description="passing small answers that must agree on probe inputs (next to the visible examples) "
-        "before one is accepted; passing answers that disagree escalate. 1: accept the first that passes",
+        description="passing answers that must agree on the near probe inputs (next to the visible examples) "
+        "before one is accepted; two passing answers that disagree end the tier's step (1: accept the first "
+        "that passes; never more than small_samples)",
+    )
+    self_tests: int = Field(
+        0, ge=0, le=32,
+        description="ask a tier that can be asked (not replay) for this many assert tests of the function, once "
+        "per step; their inputs join the near probes, where answers must agree (0: off; replayed tiers "
+        "cannot be asked, so the recorded-pair bench cannot choose a value)",
     )
     sample_batch: int = Field(
         1,
         ge=1,
-        description="small samples requested together in one backend call (decoded as a batch: a batch "
-        "takes about as long as its longest answer); 1: one at a time, stopping as soon as one is accepted",
+        description="answers requested per round after the first (the first round asks for `agreement`); "
+        "rounds stop as soon as the step is decided. Tasks are batched across anyway (router.task_batch)",
     )
 
 
@@ -176,19 +193,38 @@ class RouterSection(_Section):
     strategy: str = "cascade"
     strategies: list[str] = Field(default_factory=lambda: ["small", "large", "random", "heuristic", "cascade"])
     random_p: float = Field(0.5, ge=0, le=1, description="probability of the large model for 'random'")
-    target_large_share: float = Field(0.5, ge=0, le=1, description="share of large calls 'learned' calibrates to")
-    learned_model_path: str | None = Field(None, description="file written by `routerllm calibrate`")
-    learned_embedding: bool = Field(
-        False, description="'learned' adds the all-MiniLM-L6-v2 prompt embedding (pip extra 'learned') to its features"
-    )
     heuristic_max_chars: int = Field(
         900, gt=0, description="'heuristic': prompts whose docstring is longer than this (chars) go to the large tier"
     )
     heuristic_min_examples: int = Field(
         1, ge=0, description="'heuristic': prompts with fewer visible examples than this go to the large tier"
     )
+    calibration_path: str | None = Field(
+        None,
+        description="tier calibration written by `routerllm calibrate` (how strong each tier is, how often its "
+        "answers are right in each cascade state); none: `routerllm compare` calibrates on the run's other "
+        "tasks (cross-fitted, runs of 20 tasks or more), `serve` follows the chain's order",
+    )
+    calibration_folds: int = Field(
+        5, ge=2, description="`routerllm compare` without calibration_path: folds of the cross-fitted calibration"
+    )
+    task_batch: int = Field(
+        16, ge=1,
+        description="`routerllm compare`: tasks routed together, batched by stage (each tier gets one call per "
+        "stage with every request of the batch); an interrupted run redoes at most this many",
+    )
     cascade: CascadeOptions = Field(default_factory=CascadeOptions)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        removed = sorted(k for k in ("target_large_share", "learned_model_path", "learned_embedding")
+                         if isinstance(data, dict) and k in data)
+        if removed:
+            raise ValueError(f"{', '.join(removed)}: the 'learned' router was removed (README, 'Routing'); "
+                             "delete these keys and 'learned' from router.strategies")
+        return data
 
 
 class BenchmarkSection(_Section):
@@ -339,3 +375,30 @@ def load_config(path: str | Path) -> RouterLLMConfig:
     config = config_from_dict(data, str(p))
     config.source = p
     return config
+
+
+def resolve_replay_paths(config: RouterLLMConfig) -> None:
+    """A relative `replay_file` is read from the working directory; when it is not there, from
+    the repository that holds the config (the config's parent directory's parent: configs/..)."""
+    roots = []
+    if config.source is not None:
+        source = Path(config.source).resolve()
+        roots = [source.parent.parent, source.parent]
+    for model in [config.models.large_llm, *config.models.small_llms]:
+        if model.backend != "replay" or not model.replay_file:
+            continue
+        path = Path(model.replay_file).expanduser()
+        if path.is_absolute() or path.exists():
+            continue
+        for root in roots:
+            candidate = (root / path).resolve()
+            if candidate.exists():
+                model.replay_file = str(candidate)
+                break
+        else:
+            raise ConfigError(
+                f"models.{model.name}.replay_file",
+                f"no recorded generations at {path} (looked in {Path.cwd()} and {', '.join(map(str, roots)) or '-'})",
+                fix="run from the repository root (the recorded generations are in data/humaneval-generations/), "
+                "or give an absolute path",
+            )

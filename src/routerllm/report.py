@@ -1,10 +1,14 @@
-"""The comparison report: `report.md`, `report.html` and PNG plots in the run directory.
+"""The comparison report: `report.md`, `report.html` and PNG plots in the run directory, from a
+records.ComparisonSummary.
 
-The first plot answers the question the project exists for: pass@1 against the share of tasks
-that reached the large model, for every system, with the line random routing would follow (from
-small-only to large-only) and the oracle (a task counts if any tier solves it). Points above the
-line route better than chance at the same share of large calls; the closer to the top-left, the
-better. Then latency and CO2/cost per system.
+Every figure is measured against the BETTER single tier, named in the headline (the small tier
+alone can beat the large one). The first plot answers the question the project exists for: pass@1
+against the share of tasks that reached the large model, for every system, with the line random
+routing would follow (from small-only to large-only), the floor (the share of tasks no answer of
+an earlier tier solves: a router cannot send fewer to the large tier and lose nothing), the
+perfect-checker ceiling and the oracle. Points above the line route better than chance at the
+same share of large calls. The table adds false accepts (answers accepted on the visible examples
+that fail the hidden tests), APGR (RouteLLM), throughput beside latency, CO2 and cost.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from routerllm.records import ComparisonSummary, SystemSummary
+
 logger = logging.getLogger(__name__)
 
 TRADEOFF_PNG = "tradeoff.png"
@@ -22,7 +28,7 @@ CO2_PNG = "co2_cost.png"
 
 _COLORS = {
     "small": "#7f7f7f", "large": "#000000", "random": "#bcbd22", "heuristic": "#ff7f0e",
-    "cascade": "#1f77b4", "learned": "#2ca02c",
+    "cascade": "#1f77b4",
 }
 
 
@@ -40,11 +46,11 @@ def _order(systems: dict[str, Any]) -> list[str]:
     return first + sorted(s for s in systems if s not in first)
 
 
-def _label(name: str, tiers: dict[str, Any]) -> str:
-    if name == "small":
-        return f"small only ({', '.join(tiers.get('small', []))})"
-    if name == "large":
-        return f"large only ({tiers.get('large')})"
+def _label(name: str, summary: ComparisonSummary) -> str:
+    if name == "small" and summary.chain:
+        return f"small only ({summary.chain[0]})"
+    if name == "large" and summary.chain:
+        return f"large only ({summary.chain[-1]})"
     return name
 
 
@@ -52,56 +58,60 @@ def _label(name: str, tiers: dict[str, Any]) -> str:
 # plots
 # --------------------------------------------------------------------------------------------------
 
-def plot_tradeoff(summary: dict[str, Any], path: Path) -> Path | None:
+def plot_tradeoff(summary: ComparisonSummary, path: Path) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    systems = summary["systems"]
-    small, large = systems.get("small", {}), systems.get("large", {})
-    if small.get("pass_at_1") is None or large.get("pass_at_1") is None:
+    systems = summary.systems
+    small, large = systems.get("small"), systems.get("large")
+    if small is None or large is None or small.pass_at_1 is None or large.pass_at_1 is None:
         return None
     fig, ax = plt.subplots(figsize=(9, 6.2), dpi=120)
-    x0, y0 = small["large_share"], small["pass_at_1"]
-    x1, y1 = large["large_share"], large["pass_at_1"]
+    x0, y0 = small.large_share, small.pass_at_1
+    x1, y1 = large.large_share, large.pass_at_1
     ax.plot([x0, x1], [y0, y1], linestyle="--", color="#999999", linewidth=1.5,
             label="random routing (expected: small-only → large-only)")
-    ax.axhline(y1, color="#000000", linestyle=":", linewidth=1, alpha=0.6)
-    ax.text(0.01, y1, f" large only: {y1:.1%}", va="bottom", ha="left", fontsize=8, color="#333333",
-            transform=ax.get_yaxis_transform())
-    curve = summary.get("learned_cv", {}).get("curve")
-    if curve:
-        pts = sorted((c["large_share"], c["pass_at_1"]) for c in curve)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=_COLORS["learned"], alpha=0.45, linewidth=1.5,
-                marker=".", markersize=4, label="learned, every calibration target (cross-validated)")
-    oracle = summary.get("oracle")
-    if oracle:
-        ax.scatter([oracle["large_share"]], [oracle["pass_at_1"]], marker="*", s=260, color="#d62728", zorder=5,
-                   label=f"oracle (any tier solves): {oracle['pass_at_1']:.1%} at {oracle['large_share']:.0%} large")
+    best = summary.better_tier
+    if best is not None:
+        ax.axhline(best.pass_at_1, color="#000000", linestyle=":", linewidth=1, alpha=0.6)
+        ax.text(0.01, best.pass_at_1, f" better single tier ({best.tier}): {best.pass_at_1:.1%}", va="bottom",
+                ha="left", fontsize=8, color="#333333", transform=ax.get_yaxis_transform())
+    if summary.floor is not None:
+        ax.axvline(summary.floor, color="#8c564b", linestyle="-.", linewidth=1, alpha=0.7,
+                   label=f"floor: {summary.floor:.0%} of tasks no earlier tier's answer solves")
+    if summary.ceiling_pass_at_1 is not None and summary.floor is not None:
+        ax.scatter([summary.floor], [summary.ceiling_pass_at_1], marker="P", s=160, color="#8c564b", zorder=5,
+                   label=f"perfect checker: {summary.ceiling_pass_at_1:.1%} at {summary.floor:.0%} large")
+    if summary.oracle_pass_at_1 is not None and summary.oracle_large_share is not None:
+        ax.scatter([summary.oracle_large_share], [summary.oracle_pass_at_1], marker="*", s=260, color="#d62728",
+                   zorder=5, label=f"oracle (any tier's first answer): {summary.oracle_pass_at_1:.1%} at "
+                                   f"{summary.oracle_large_share:.0%} large")
     placed: list[tuple[float, float]] = []
+    values = []
     for name in _order(systems):
         row = systems[name]
-        if row.get("pass_at_1") is None:
+        if row.pass_at_1 is None:
             continue
+        values.append(row.pass_at_1)
         color = _COLORS.get(name, "#9467bd")
-        size = 140 if name in ("cascade",) else 90
-        ax.scatter([row["large_share"]], [row["pass_at_1"]], s=size, color=color, zorder=6, edgecolor="white",
-                   linewidth=1.2, label=f"{_label(name, summary.get('tiers', {}))}: {row['pass_at_1']:.1%} at "
-                                        f"{row['large_share']:.0%} large")
-        near = sum(1 for (px, py) in placed if abs(px - row["large_share"]) < 0.04 and abs(py - row["pass_at_1"]) < 0.02)
-        placed.append((row["large_share"], row["pass_at_1"]))
-        ax.annotate(name, (row["large_share"], row["pass_at_1"]), textcoords="offset points",
+        size = 140 if name == "cascade" else 90
+        ax.scatter([row.large_share], [row.pass_at_1], s=size, color=color, zorder=6, edgecolor="white",
+                   linewidth=1.2, label=f"{_label(name, summary)}: {row.pass_at_1:.1%} at {row.large_share:.0%} large")
+        near = sum(1 for (px, py) in placed if abs(px - row.large_share) < 0.04 and abs(py - row.pass_at_1) < 0.02)
+        placed.append((row.large_share, row.pass_at_1))
+        ax.annotate(name, (row.large_share, row.pass_at_1), textcoords="offset points",
                     xytext=(7, -12 - 11 * near), fontsize=9, color=color, fontweight="bold")
     ax.set_xlim(-0.03, 1.05)
-    lo = min(y0, *(r["pass_at_1"] for r in systems.values() if r.get("pass_at_1") is not None))
-    hi = max(y1, oracle["pass_at_1"] if oracle else 0, *(r["pass_at_1"] for r in systems.values() if r.get("pass_at_1") is not None))
+    tops = [v for v in (summary.oracle_pass_at_1, summary.ceiling_pass_at_1) if v is not None]
+    lo, hi = min(values), max(values + tops)
     ax.set_ylim(max(0.0, lo - 0.08), min(1.02, hi + 0.06))
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.set_xlabel("share of tasks that reached the large model (cost)")
     ax.set_ylabel("pass@1 (hidden HumanEval tests)")
-    ax.set_title(f"Accuracy vs large-model use, {summary.get('tasks')} tasks\n"
+    ax.set_title(f"Accuracy vs large-model use, {summary.tasks} tasks\n"
                  "above the dashed line = better than random routing at the same share", fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
@@ -111,47 +121,55 @@ def plot_tradeoff(summary: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def plot_latency(summary: dict[str, Any], path: Path) -> Path | None:
+def plot_latency(summary: ComparisonSummary, path: Path) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    systems = summary["systems"]
-    names = [n for n in _order(systems) if systems[n].get("latency_s", {}).get("mean") is not None]
+    systems = summary.systems
+    names = [n for n in _order(systems) if systems[n].latency_s.mean is not None]
     if not names:
         return None
-    means = [systems[n]["latency_s"]["mean"] for n in names]
-    p50 = [systems[n]["latency_s"]["p50"] for n in names]
-    p95 = [systems[n]["latency_s"]["p95"] for n in names]
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
-    xs = range(len(names))
-    ax.bar([x - 0.27 for x in xs], means, width=0.27, label="mean", color="#1f77b4")
-    ax.bar(list(xs), p50, width=0.27, label="p50", color="#aec7e8")
-    ax.bar([x + 0.27 for x in xs], p95, width=0.27, label="p95", color="#ff7f0e")
-    ax.set_xticks(list(xs))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110, gridspec_kw={"width_ratios": [3, 2]})
+    xs = list(range(len(names)))
+    queue = [systems[n].queue_s_mean or 0.0 for n in names]
+    gen = [systems[n].generation_s_mean or 0.0 for n in names]
+    check = [systems[n].check_s_mean or 0.0 for n in names]
+    ax.bar(xs, gen, width=0.5, label="generation (mean)", color="#1f77b4")
+    ax.bar(xs, check, width=0.5, bottom=gen, label="checks (mean)", color="#aec7e8")
+    ax.bar(xs, queue, width=0.5, bottom=[g + c for g, c in zip(gen, check)], label="queue wait (mean)", color="#ffbb78")
+    ax.scatter(xs, [systems[n].latency_s.p95 for n in names], marker="_", s=400, color="#d62728", zorder=5, label="p95")
+    ax.set_xticks(xs)
     ax.set_xticklabels(names)
-    timing = ", ".join(f"{k}: {v}" for k, v in summary.get("timing", {}).items())
+    timing = ", ".join(f"{k}: {v}" for k, v in summary.timing.items())
     ax.set_ylabel("seconds per task")
-    ax.set_title(f"Latency per task ({timing})", fontsize=10)
-    ax.legend()
+    ax.set_title(f"Latency per task ({timing})", fontsize=9)
+    ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
+    bx.bar(xs, [systems[n].tasks_per_hour or 0.0 for n in names], width=0.5,
+           color=[_COLORS.get(n, "#9467bd") for n in names])
+    bx.set_xticks(xs)
+    bx.set_xticklabels(names)
+    bx.set_ylabel("tasks per hour")
+    bx.set_title("Throughput (tasks batched by stage)", fontsize=9)
+    bx.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
 
 
-def plot_co2_cost(summary: dict[str, Any], path: Path) -> Path | None:
+def plot_co2_cost(summary: ComparisonSummary, path: Path) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    systems = summary["systems"]
+    systems = summary.systems
     names = _order(systems)
-    co2 = [systems[n].get("co2_kg") for n in names]
-    cost = [systems[n].get("cost_usd") for n in names]
+    co2 = [systems[n].co2_kg for n in names]
+    cost = [systems[n].cost_usd for n in names]
     if all(c is None for c in co2) and not any(cost):
         return None
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=110)
@@ -160,7 +178,7 @@ def plot_co2_cost(summary: dict[str, Any], path: Path) -> Path | None:
         if c is None:
             a1.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8)
     a1.set_ylabel("g CO2eq (all tasks)")
-    a1.set_title("CO2", fontsize=10)
+    a1.set_title("CO2 (a batch's energy split by token share)", fontsize=10)
     a2.bar(names, [c or 0.0 for c in cost], color=[_COLORS.get(n, "#9467bd") for n in names])
     a2.set_ylabel("USD (all tasks, from $/GPU-hour)")
     a2.set_title("GPU cost", fontsize=10)
@@ -177,75 +195,96 @@ def plot_co2_cost(summary: dict[str, Any], path: Path) -> Path | None:
 # tables
 # --------------------------------------------------------------------------------------------------
 
-COLUMNS = ["system", "pass@1", "vs large", "large share", "small calls/task", "large calls/task",
-           "latency mean s", "p50 s", "p95 s", "CO2 g", "cost $"]
+COLUMNS = ["system", "pass@1", "vs better tier", "large share", "false accepts", "APGR", "of ceiling",
+           "small calls/task", "large calls/task", "latency mean s", "p95 s", "queue mean s", "tasks/hour",
+           "CO2 g", "cost $"]
 
 
-def table_rows(summary: dict[str, Any]) -> list[list[str]]:
+def table_rows(summary: ComparisonSummary) -> list[list[str]]:
     rows = []
-    systems = summary["systems"]
+    systems = summary.systems
     for name in _order(systems):
         r = systems[name]
-        lat = r.get("latency_s", {})
         rows.append([
-            _label(name, summary.get("tiers", {})),
-            _fmt(r.get("pass_at_1"), ".1%"),
-            _fmt(r.get("relative_pass_at_1"), ".1%"),
-            _fmt(r.get("large_share"), ".1%"),
-            _fmt(r.get("small_calls_per_task"), ".2f"),
-            _fmt(r.get("large_calls_per_task"), ".2f"),
-            _fmt(lat.get("mean"), ".2f"),
-            _fmt(lat.get("p50"), ".2f"),
-            _fmt(lat.get("p95"), ".2f"),
-            _fmt(None if r.get("co2_kg") is None else 1000 * r["co2_kg"], ".2f"),
-            _fmt(r.get("cost_usd"), ".3f"),
+            _label(name, summary),
+            _fmt(r.pass_at_1, ".1%"),
+            _fmt(r.relative_pass_at_1, ".1%"),
+            _fmt(r.large_share, ".1%"),
+            _fmt(r.false_accepts, "d", none="-"),
+            _fmt(r.apgr, ".2f", none="-"),
+            _fmt(r.ceiling_share, ".1%"),
+            _fmt(r.small_calls_per_task, ".2f"),
+            _fmt(r.large_calls_per_task, ".2f"),
+            _fmt(r.latency_s.mean, ".2f"),
+            _fmt(r.latency_s.p95, ".2f"),
+            _fmt(r.queue_s_mean, ".2f"),
+            _fmt(r.tasks_per_hour, ".0f"),
+            _fmt(None if r.co2_kg is None else 1000 * r.co2_kg, ".2f"),
+            _fmt(r.cost_usd, ".3f"),
         ])
-    oracle = summary.get("oracle")
-    if oracle:
-        large = systems.get("large", {}).get("pass_at_1")
-        rows.append(["oracle (any tier solves)", _fmt(oracle["pass_at_1"], ".1%"),
-                     _fmt(oracle["pass_at_1"] / large if large else None, ".1%"), _fmt(oracle["large_share"], ".1%"),
-                     "", "", "", "", "", "", ""])
+    best = summary.better_tier.pass_at_1 if summary.better_tier else None
+    blank = [""] * (len(COLUMNS) - 4)
+    if summary.ceiling_pass_at_1 is not None:
+        rows.append(["perfect checker (accepts exactly the right answers)", _fmt(summary.ceiling_pass_at_1, ".1%"),
+                     _fmt(summary.ceiling_pass_at_1 / best if best else None, ".1%"), _fmt(summary.floor, ".1%"), *blank])
+    if summary.oracle_pass_at_1 is not None:
+        rows.append(["oracle (any tier's first answer)", _fmt(summary.oracle_pass_at_1, ".1%"),
+                     _fmt(summary.oracle_pass_at_1 / best if best else None, ".1%"),
+                     _fmt(summary.oracle_large_share, ".1%"), *blank])
     return rows
 
 
-def _headline(summary: dict[str, Any]) -> str:
-    systems = summary["systems"]
-    large = systems.get("large", {})
-    best = None
-    for name, r in systems.items():
-        if name in ("small", "large") or r.get("pass_at_1") is None or large.get("pass_at_1") is None:
-            continue
-        if best is None or (r["pass_at_1"], -r["large_share"]) > (systems[best]["pass_at_1"], -systems[best]["large_share"]):
-            best = name
-    if best is None:
+def best_router(summary: ComparisonSummary) -> str | None:
+    """The routing system (not a baseline) with the highest pass@1, the lower large share on ties."""
+    candidates = [(r.pass_at_1, -r.large_share, name) for name, r in summary.systems.items()
+                  if name not in ("small", "large") and r.pass_at_1 is not None]
+    return max(candidates)[2] if candidates else None
+
+
+def headline(summary: ComparisonSummary) -> str:
+    name = best_router(summary)
+    best = summary.better_tier
+    if name is None or best is None:
         return ""
-    r = systems[best]
-    # relative figures are absent when the large model alone scores 0 or costs nothing (CPU tiers)
-    relative = _fmt(r.get("relative_pass_at_1"), ".1%")
-    cost = r.get("relative_cost")
-    return (f"**{best}** reaches {r['pass_at_1']:.1%} pass@1 ({relative} of the large model alone, "
-            f"{large['pass_at_1']:.1%}) while sending {r['large_share']:.0%} of tasks to the large model"
-            + (f", at {cost:.0%} of its GPU cost." if cost is not None else "."))
+    r: SystemSummary = summary.systems[name]
+    # relative figures are absent when the better tier scores 0 or costs nothing (CPU tiers)
+    relative = _fmt(r.relative_pass_at_1, ".1%")
+    worse = summary.worse_tier
+    which = f"{best.system} only ({best.tier}), {best.pass_at_1:.1%}"
+    text = f"**{name}** reaches {r.pass_at_1:.1%} pass@1, {relative} of the better single tier ({which})"
+    if best.system == "small" and worse is not None and best.pass_at_1 > worse.pass_at_1:
+        text += f"; note that the small tier alone beats the large tier alone ({worse.pass_at_1:.1%})"
+    text += f", sending {r.large_share:.0%} of tasks to the large tier"
+    if summary.floor is not None:
+        text += f" (floor {summary.floor:.0%}: tasks no earlier tier's answer solves)"
+    if r.false_accepts is not None:
+        text += f"; {r.false_accepts} false accept(s) in {r.tasks} tasks"
+    if r.apgr is not None:
+        text += f"; APGR {r.apgr:.2f}"
+    if r.ceiling_share is not None:
+        text += f"; {r.ceiling_share:.0%} of the perfect-checker ceiling ({summary.ceiling_pass_at_1:.1%})"
+    if r.relative_cost is not None:
+        text += f"; {r.relative_cost:.0%} of the large tier's GPU cost"
+    return text + "."
 
 
-def write_report(run_dir: str | Path, summary: dict[str, Any]) -> list[Path]:
+def write_report(run_dir: str | Path, summary: ComparisonSummary) -> list[Path]:
     """Write report.md, report.html and the PNGs into run_dir; returns the files written."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     plots = [
         ("Accuracy vs share of large-model calls", plot_tradeoff(summary, run_dir / TRADEOFF_PNG)),
-        ("Latency per system", plot_latency(summary, run_dir / LATENCY_PNG)),
+        ("Latency and throughput per system", plot_latency(summary, run_dir / LATENCY_PNG)),
         ("CO2 and cost per system", plot_co2_cost(summary, run_dir / CO2_PNG)),
     ]
     plots = [(t, p) for t, p in plots if p is not None]
     rows = table_rows(summary)
     notes = _notes(summary)
 
-    md = [f"# routerllm comparison: {summary.get('tasks')} HumanEval tasks", ""]
-    headline = _headline(summary)
-    if headline:
-        md += [headline, ""]
+    md = [f"# routerllm comparison: {summary.tasks} HumanEval tasks", ""]
+    head_line = headline(summary)
+    if head_line:
+        md += [head_line, ""]
     for title, p in plots[:1]:
         md += [f"![{title}]({p.name})", ""]
     md += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
@@ -260,12 +299,12 @@ def write_report(run_dir: str | Path, summary: dict[str, Any]) -> list[Path]:
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
     imgs = "".join(f'<figure><img src="{p.name}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}</figcaption></figure>'
                    for t, p in plots)
-    headline_html = html.escape(headline.replace("**", "")) if headline else ""
+    headline_html = html.escape(head_line.replace("**", "")) if head_line else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>routerllm comparison</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
 img{{max-width:100%}}</style></head><body>
-<h1>routerllm comparison: {summary.get('tasks')} HumanEval tasks</h1><p>{headline_html}</p>
+<h1>routerllm comparison: {summary.tasks} HumanEval tasks</h1><p>{headline_html}</p>
 {imgs[: imgs.find('</figure>') + 9] if imgs else ''}
 <table><tr>{head}</tr>{body}</table>
 {imgs[imgs.find('</figure>') + 9:] if imgs else ''}
@@ -274,35 +313,41 @@ img{{max-width:100%}}</style></head><body>
     return [run_dir / "report.md", run_dir / "report.html", *(p for _, p in plots)]
 
 
-def _notes(summary: dict[str, Any]) -> list[str]:
+def _notes(summary: ComparisonSummary) -> list[str]:
     notes = []
-    tiers = summary.get("tiers", {})
-    notes.append(f"Tiers: small = {', '.join(tiers.get('small', []))}; large = {tiers.get('large')}.")
-    timing = summary.get("timing", {})
-    modelled = [k for k, v in timing.items() if v == "modelled"]
+    if summary.chain:
+        notes.append(f"Tiers, cheapest first: {' -> '.join(summary.chain)} (the last is the large tier).")
+    modelled = [k for k, v in summary.timing.items() if v == "modelled"]
     if modelled:
         notes.append(f"Latency, energy and CO2 of {', '.join(modelled)} are MODELLED from the tier's cost model "
                      "(recorded generations carry no timings), not measured.")
-    measured = [k for k, v in timing.items() if v == "measured"]
+    measured = [k for k, v in summary.timing.items() if v == "measured"]
     if measured:
-        carbon = summary.get("carbon", {})
-        parts = carbon.get("parts", {})
+        parts = summary.carbon.get("parts", {})
         how = ", ".join(f"{p}: {d.get('status')}" for p, d in parts.items()) if parts else "n/a"
         notes.append(f"Timings of {', '.join(measured)} are measured on this machine; energy by codecarbon ({how}).")
     notes.append("pass@1 is scored with the hidden HumanEval tests in the sandbox; routing never sees them "
-                 "(the cascade checks only the examples visible in the prompt).")
-    notes.append("Large share = share of tasks for which the large model was called; cost = tier seconds x GPUs x $/GPU-hour.")
-    cascade = summary.get("systems", {}).get("cascade", {})
-    if (cascade.get("small_calls_per_task") or 0) > 1.05:
-        notes.append(f"The cascade drew {cascade['small_calls_per_task']:.2f} small-model samples per task on average. "
-                     "Samples requested together (router.cascade.sample_batch) decode as one batch and are charged "
-                     "the time of their longest member; batches, and calls to different tiers, add up.")
-    cv = summary.get("learned_cv")
-    if cv:
-        notes.append(f"learned: {cv['folds']}-fold cross-validation over {cv['tasks']} tasks, {cv['features']} prompt "
-                     f"features, out-of-fold AUC {_fmt(cv.get('auc'), '.3f')}; thresholds calibrated on training folds only.")
-    if summary.get("skip_execution"):
+                 "(the cascade checks only what the prompt shows: its visible examples, the types of results "
+                 "next to them, and agreement between answers).")
+    if summary.better_tier is not None:
+        notes.append(f"'vs better tier' is against {summary.better_tier.system} only ({summary.better_tier.tier}, "
+                     f"{summary.better_tier.pass_at_1:.1%}), the better of the two single tiers; APGR (RouteLLM) is 0 "
+                     "at the worse tier's level, 1 at the better's, 0.5 for random routing.")
+    notes.append("A false accept is an answer a router accepted on the visible examples (from a tier before the "
+                 "last) that fails the hidden tests. The floor is the share of tasks no answer of an earlier tier "
+                 "(within the cascade's sample budget) solves; the perfect checker accepts exactly the right ones.")
+    notes.append("Tasks are batched by stage (router.task_batch): latency = queue wait + generation + checks on the "
+                 "run's clock, a stage batch taking as long as its longest member; tasks/hour = tasks / total clock. "
+                 "Large share = share of tasks for which the large model was called; cost = tier seconds x GPUs x $/GPU-hour.")
+    cascade = summary.systems.get("cascade")
+    if cascade is not None and cascade.states:
+        states = ", ".join(f"{k}: {v}" for k, v in sorted(cascade.states.items()))
+        notes.append(f"Cascade steps ended (last checked tier): {states}; {cascade.small_calls_per_task:.2f} small-tier "
+                     "answers per task on average.")
+    if summary.calibration.get("source"):
+        notes.append(f"Tier calibration: {summary.calibration['source']}.")
+    if summary.skip_execution:
         notes.append("--skip-execution: answers were not scored, pass@1 is not available.")
-    if summary.get("status") and summary["status"] != "complete":
-        notes.append(f"Run status: {summary['status']} (resume with --resume {summary.get('run_dir')}).")
+    if summary.status and summary.status != "complete":
+        notes.append(f"Run status: {summary.status} (resume with --resume {summary.run_dir}).")
     return notes

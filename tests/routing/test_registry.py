@@ -46,6 +46,19 @@ def test_unknown_strategy_lists_registered_names(tiers: Tiers) -> None:
         build_strategy("nope", tiers, RouterSection())
     for name in STRATEGIES:
         assert name in str(exc.value)
+    with pytest.raises(RoutingError) as exc:
+        build_strategy("learned", tiers, RouterSection())
+    assert "was removed" in str(exc.value) and "cascade" in str(exc.value)
+
+
+def test_removed_learned_keys_say_so() -> None:
+    from routerllm.config import config_from_dict
+    from routerllm.exceptions import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict({"models": {"large_llm": {"name": "x", "backend": "replay", "replay_file": "x.jsonl"}},
+                          "router": {"learned_model_path": "router.json"}})
+    assert "learned" in str(exc.value) and "removed" in str(exc.value)
 
 
 def test_small_and_large(tiers: Tiers) -> None:
@@ -53,7 +66,7 @@ def test_small_and_large(tiers: Tiers) -> None:
     assert small.generation.text == "tiny:0" and small.decision.tier == "tiny" and small.calls == {"tiny": 1}
     large = build_strategy("large", tiers, RouterSection()).answer(GenerationRequest(prompt="x"))
     assert large.generation.text == "huge:0" and large.decision.tier == "huge" and large.calls == {"huge": 1}
-    assert large.attempts[0]["tier"] == "huge"
+    assert large.attempts[0].tier == "huge" and large.attempts[0].sample == 0
 
 
 def test_random_share_and_reproducibility(tiers: Tiers) -> None:
@@ -68,3 +81,16 @@ def test_random_share_and_reproducibility(tiers: Tiers) -> None:
     assert picks != [other_seed.answer(GenerationRequest(prompt="p", task_id=f"T/{i}")).decision.tier for i in range(2000)]
     assert all(t == "tiny" for t in (build_strategy("random", tiers, RouterSection(random_p=0.0))
                                       .answer(GenerationRequest(prompt="p", task_id=f"T/{i}")).decision.tier for i in range(50)))
+
+
+def test_routing_imports_no_comparison_or_calibration_io() -> None:
+    # issue 12: comparison -> routing/registry -> routing/learned -> routing/calibration -> comparison
+    # was a circle; routing/ is the pure part and imports neither the comparison nor the calibrate I/O
+    import subprocess
+    import sys
+
+    code = ("import sys, routerllm.routing, routerllm.routing.cascade, routerllm.routing.strength; "
+            "bad = [m for m in ('routerllm.comparison', 'routerllm.calibrate', 'routerllm.runner', 'torch') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

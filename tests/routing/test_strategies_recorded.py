@@ -5,8 +5,6 @@ from __future__ import annotations
 from routerllm.backends.base import GenerationRequest
 from routerllm.backends.replay import ReplayBackend
 from routerllm.routing import STRATEGIES, build_strategy
-from routerllm.routing.calibration import fit_router
-from routerllm.routing.learned import LearnedStrategy
 
 TASK_IDS = ["HumanEval/0", "HumanEval/1", "HumanEval/38", "HumanEval/82", "HumanEval/129"]
 
@@ -43,32 +41,5 @@ def test_heuristic_reasons(mistral_gpt4, tasks) -> None:
     assert answers["HumanEval/0"].decision.details["examples"] == 2
 
 
-def test_learned_trained_on_other_tasks(mistral_gpt4, tasks) -> None:
-    config, tiers = mistral_gpt4()
-    small = tiers.backend("Mistral-7B-Instruct-v0.1")
-    train = [t for tid, t in tasks.items() if tid not in TASK_IDS]
-    labels = [bool(small.recorded_passed(t.task_id)) for t in train]  # recorded outcomes train, never route
-    model = fit_router([t.prompt for t in train], [t.entry_point for t in train], labels, target_large_share=0.6)
-    router = LearnedStrategy(tiers, config.router, model=model)
-    answers = run(router, tasks)
-    for a in answers.values():
-        assert {"score", "threshold"} <= set(a.decision.details)
-        assert ("<" in a.decision.reason) == (a.decision.tier == "gpt-4-0613")
-    # the calibrated share holds on the training prompts
-    scores = model.score_many([t.prompt for t in train], [t.entry_point for t in train])
-    assert abs(float((scores < model.threshold).mean()) - 0.6) < 0.02
-
-
-def test_learned_without_model_says_how_to_make_one(mistral_gpt4) -> None:
-    import pytest
-
-    from routerllm.exceptions import RoutingError
-
-    config, tiers = mistral_gpt4()
-    with pytest.raises(RoutingError) as exc:
-        build_strategy("learned", tiers, config.router)
-    assert "routerllm calibrate" in str(exc.value)
-
-
 def test_every_registered_strategy_is_driven_here() -> None:
-    assert set(STRATEGIES) == {"small", "large", "random", "heuristic", "cascade", "learned"}
+    assert set(STRATEGIES) == {"small", "large", "random", "heuristic", "cascade"}

@@ -5,11 +5,13 @@ The file (`models.<tier>.replay_file`) has one JSON object per line, the format 
 
     {"task_id": "HumanEval/0", "sample": 0, "completion": "<a whole program>", "passed": true, "passed_plus": true}
 
-`generate()` returns the completion recorded for (request.task_id, request.sample mod the number of
-samples recorded for that task), cut as a model would cut it: at the first of `request.stop`
-(finish_reason "stop") and after `request.max_new_tokens` estimated tokens (finish_reason
-"length"). A request without a task id, or for a task the file does not record, is the client's
-error: BackendRejected (the server answers 400). No model runs, so latency and energy are *modelled* from the tier's
+`generate()` returns the completion recorded for (request.task_id, request.sample), cut as a model
+would cut it: at the first of `request.stop` (finish_reason "stop") and after
+`request.max_new_tokens` estimated tokens (finish_reason "length"). It never invents a sample:
+asking for one the file does not have is an error naming how many it holds for that task;
+`available_samples(task_id)` says so beforehand (the cascade caps its samples with it). A request
+without a task id, or for a task the file does not record, is the client's error: BackendRejected
+(the server answers 400). No model runs, so latency and energy are *modelled* from the tier's
 `cost` (CostModel) and labelled `timing="modelled"`:
 
     total_s    = ttft_s + completion_tokens / tokens_per_s
@@ -120,13 +122,23 @@ class ReplayBackend:
                 fix=f"replay only the tasks {self.path} records, or use a file that covers them")
         return rows
 
+    def _sample(self, task_id: str | None, sample: int) -> tuple[int, dict]:
+        rows = self._task(task_id)
+        if not 0 <= sample < len(rows):
+            raise BackendRejected(
+                f"the tier {self.name!r} has {len(rows)} recorded sample(s) for {task_id!r}; sample {sample} was "
+                "asked for", tier=self.name, param="n", code="unknown_sample",
+                fix=f"ask for samples 0..{len(rows) - 1} of {self.path} (router.cascade.small_samples caps the "
+                "cascade, which also asks available_samples()), or record more samples per task",
+            )
+        return sample, rows[sample]
+
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
         out = []
         cost = self.model.cost
         for req in requests:
-            rows = self._task(req.task_id)
-            index = req.sample % len(rows)
-            text, finish = _cut(rows[index]["completion"], req.stop, req.max_new_tokens)
+            index, row = self._sample(req.task_id, req.sample)
+            text, finish = _cut(row["completion"], req.stop, req.max_new_tokens)
             prompt_text = req.prompt if not req.messages else "\n".join(m.get("content", "") for m in req.messages)
             prompt_tokens = estimate_tokens(prompt_text)
             completion_tokens = estimate_tokens(text)
@@ -162,7 +174,10 @@ class ReplayBackend:
         assert self._records is not None
         return len(self._records.get(task_id, []))
 
+    def available_samples(self, task_id: str | None) -> int | None:
+        """Samples recorded for the task (routing.base.RecordedSamples): never ask for more."""
+        return self.samples(task_id) if task_id is not None else None
+
     def recorded_passed(self, task_id: str, sample: int = 0) -> bool | None:
-        """The verdict recorded with the file (analysis only: never route on it)."""
-        rows = self._task(task_id)
-        return rows[sample % len(rows)]["passed"]
+        """The verdict recorded with the file (analysis and calibration only: never route on it)."""
+        return self._sample(task_id, sample)[1]["passed"]

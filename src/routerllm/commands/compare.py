@@ -1,5 +1,5 @@
-"""`routerllm compare` (router systems vs the large model alone) and `routerllm calibrate`
-(train the `learned` router). Heavy imports stay inside the command functions."""
+"""`routerllm compare` (router systems vs the single tiers) and `routerllm calibrate` (measure how
+strong each tier is, for the cascade). Heavy imports stay inside the command functions."""
 
 from __future__ import annotations
 
@@ -29,11 +29,13 @@ def compare(
     resume: str = typer.Option(None, "--resume", help="continue the run in this directory (no finished task is redone)"),
     no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar (logs only)"),
 ) -> None:
-    """Run router systems and the large model alone (and the small model alone) on the same tasks.
+    """Run router systems, the large tier alone and the small tier alone on the same tasks.
 
-    Reports pass@1, the share of tasks sent to the large model, calls per task, latency
-    mean/p50/p95, CO2 and cost, with the oracle, in results/<run>/report.md, report.html and PNG
-    plots. Saved task by task and resumable with --resume.
+    Reports, against the better single tier (named): pass@1, the share of tasks sent to the large
+    tier against the floor, false accepts, APGR, the share of the perfect-checker ceiling, calls
+    per task, latency (queue wait, generation, checks) with throughput, CO2 and cost, in
+    results/<run>/report.md, report.html and PNG plots. Tasks are batched by stage
+    (router.task_batch), saved task by task and resumable with --resume.
     """
     import logging
 
@@ -55,17 +57,7 @@ def compare(
         progress=not no_progress,
     )
     outcome = run_comparison(opts)
-    rows = []
-    for name, row in outcome.summary["systems"].items():
-        rows.append({
-            "system": name,
-            "pass@1": row.get("pass_at_1"),
-            "vs_large": row.get("relative_pass_at_1"),
-            "large_share": row.get("large_share"),
-            "small_calls_per_task": row.get("small_calls_per_task"),
-            "latency_mean_s": row.get("latency_s", {}).get("mean"),
-        })
-    _print_table(rows, outcome.summary.get("oracle"))
+    _print_table(outcome.summary)
     typer.echo(f"run: {outcome.run_dir} ({outcome.status})")
     for path in outcome.report_files:
         typer.echo(f"  {path}")
@@ -74,52 +66,73 @@ def compare(
         raise typer.Exit(130)
 
 
-def _print_table(rows: list[dict], oracle: dict | None) -> None:
+def _print_table(summary) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="routerllm comparison")
-    for col in ("system", "pass@1", "vs large", "large share", "small calls/task", "latency mean s"):
+    from routerllm.report import headline
+
+    best = summary.better_tier
+    table = Table(title="routerllm comparison" + (f" (vs the better single tier: {best.system} only, {best.tier})" if best else ""))
+    for col in ("system", "pass@1", "vs better tier", "large share", "false accepts", "APGR", "small calls/task",
+                "latency mean s", "tasks/hour"):
         table.add_column(col, justify="right" if col != "system" else "left")
 
     def pct(v):  # type: ignore[no-untyped-def]
         return "n/a" if v is None else f"{v:.1%}"
 
-    for r in rows:
-        lat = r["latency_mean_s"]
-        table.add_row(r["system"], pct(r["pass@1"]), pct(r["vs_large"]), pct(r["large_share"]),
-                      f"{r['small_calls_per_task']:.2f}", "n/a" if lat is None else f"{lat:.2f}")
-    if oracle:
-        table.add_row("oracle", pct(oracle["pass_at_1"]), "", pct(oracle["large_share"]), "", "")
-    Console().print(table)
+    def num(v, spec):  # type: ignore[no-untyped-def]
+        return "-" if v is None else format(v, spec)
+
+    for name, r in summary.systems.items():
+        table.add_row(name, pct(r.pass_at_1), pct(r.relative_pass_at_1), pct(r.large_share), num(r.false_accepts, "d"),
+                      num(r.apgr, ".2f"), f"{r.small_calls_per_task:.2f}", num(r.latency_s.mean, ".2f"),
+                      num(r.tasks_per_hour, ".0f"))
+    if summary.ceiling_pass_at_1 is not None:
+        table.add_row("perfect checker", pct(summary.ceiling_pass_at_1), "", pct(summary.floor), "", "", "", "", "")
+    if summary.oracle_pass_at_1 is not None:
+        table.add_row("oracle", pct(summary.oracle_pass_at_1), "", pct(summary.oracle_large_share), "", "", "", "", "")
+    console = Console()
+    if not console.is_terminal:
+        console.width = 160  # a log or a pipe: do not squeeze the columns to 80
+    console.print(table)
+    line = headline(summary)
+    if line:
+        console.print(line.replace("**", ""))
 
 
 def calibrate(
-    config: str = typer.Option(..., "--config", "-c", help="YAML config; its first small tier is the one predicted"),
-    target_large_share: float = typer.Option(None, "--target-large-share", min=0.0, max=1.0,
-                                             help="share of tasks to send to the large tier (default: router.target_large_share)"),
-    output: str = typer.Option(..., "--output", "-o", help="JSON file to write (set router.learned_model_path to it)"),
-    num_examples: int = typer.Option(None, "--num-examples", "-n", help="train on the first N tasks (default: all 164)"),
-    from_run: str = typer.Option(None, "--from-run", help="take small-tier outcomes from a `routerllm compare` run directory"),
-    embedding: bool = typer.Option(None, "--embedding/--no-embedding", help="add the all-MiniLM-L6-v2 prompt embedding (extra 'learned')"),
+    config: str = typer.Option(..., "--config", "-c", help="YAML config: the chain of tiers to calibrate (small_llms, then large_llm)"),
+    output: str = typer.Option(..., "--output", "-o", help="JSON file to write (set router.calibration_path to it)"),
+    num_examples: int = typer.Option(None, "--num-examples", "-n", help="calibrate on the first N tasks (default: all 164)"),
+    task_ids: str = typer.Option(None, "--task-ids", help="comma-separated calibration task ids (tasks you will NOT evaluate on)"),
+    from_run: str = typer.Option(None, "--from-run", help="reuse (and extend) the generations of a `routerllm compare` run directory"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="no progress bar"),
 ) -> None:
-    """Train the `learned` router on recorded small-tier outcomes and calibrate its threshold.
+    """Measure how strong each tier of the chain is, for the cascade.
 
-    Outcomes come from the small tier's recorded verdicts (replay tiers), from a comparison run
-    (--from-run), or by generating with the small tier and scoring in the sandbox. The threshold
-    sends the target share of the training prompts to the large tier. 5-fold cross-validated AUC
-    and large share are stored with the model (never scored on the tasks a fold trained on).
+    On the calibration tasks every tier runs the cascade's step (the same draws and checks) and its
+    first answer; the sandbox scores them with THOSE tasks' hidden tests. The file records each
+    tier's visible-example pass rate, its pass@1, and how often its answer is right in each cascade
+    state, so that the cascade never moves a task to a tier expected to do worse on it.
+    `routerllm compare` without router.calibration_path does this itself, cross-fitted.
     """
     import logging
 
+    from routerllm.calibrate import run_calibration
     from routerllm.config import load_config
-    from routerllm.routing.calibration import run_calibration
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(config)
-    model = run_calibration(cfg, output=output, target_large_share=target_large_share, num_examples=num_examples,
-                            from_run=from_run, embedding=embedding)
-    cv = model.cross_validation
-    typer.echo(f"wrote {output}: threshold {model.threshold:.3f} for {model.target_large_share:.0%} large calls, "
-               f"trained on {model.trained_on.get('tasks')} tasks; cross-validated AUC {cv.get('auc')}, "
-               f"large share {cv.get('large_share')}")
+    calibration = run_calibration(cfg, output=output, num_examples=num_examples, task_ids=_split(task_ids),
+                                  from_run=from_run, progress=not no_progress)
+    typer.echo(f"wrote {output}: {calibration.source}")
+    for name, stats in calibration.tiers.items():
+        states = ", ".join(f"{k} {r}/{n}" for k, (n, r) in sorted(stats.states.items()))
+        typer.echo(f"  {name}: visible-example pass rate {_pct(stats.visible_pass_rate)}, pass@1 {_pct(stats.accuracy)}"
+                   + (f"; right when the step ends {states}" if states else ""))
+    typer.echo(f"use it: router.calibration_path: {output}")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"

@@ -19,9 +19,10 @@ True/False, and a bare word argument (`is_happy(abcd)`) as a string. A call nami
 the prompt does not define (`grade_equation(...)` in a prompt for `numerical_letter_grade`) is read
 as a call of the entry point: the prompt misnamed it.
 
-`build_check_program(code, examples)` writes a program that runs every example against `code`,
-compares with float tolerance, prints one JSON line per run (`ROUTERLLM_EXAMPLES {...}`) and exits
-non-zero naming the failed examples, so a `Sandbox` verdict says which ones failed.
+`Example.plain()` gives an example as plain data (the arguments, the expected value), which is
+how routing runs it (routing/execution.py calls the function in the sandbox; routing/checker.py
+compares the result here). `probe_inputs(examples)` gives argument tuples next to the visible ones,
+to compare several answers with each other.
 """
 
 from __future__ import annotations
@@ -29,19 +30,11 @@ from __future__ import annotations
 import ast
 import builtins
 import itertools
-import json
 import logging
 import re
 from dataclasses import asdict, dataclass
 
 logger = logging.getLogger(__name__)
-
-# Tolerance for float comparison of results with expected values: docstrings print rounded
-# values (`6.00`, `-0.5`), so a relative/absolute 1e-6 accepts what a reader would accept.
-REL_TOL = 1e-6
-ABS_TOL = 1e-6
-
-RESULT_MARKER = "ROUTERLLM_EXAMPLES"
 
 # Separators between a call and its expected value in free-form examples, longest first.
 _SEPARATORS = [
@@ -83,6 +76,57 @@ class Example:
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
+    def plain(self) -> "PlainExample | None":
+        """The example as plain data: the entry point's arguments, the expected value, and the
+        builtin the prompt wraps the call in (`round(find_zero([1, 2]), 2)`), or None when an
+        argument is not a literal."""
+        tree = _parses(self.call_src)
+        ok, expected = _literal_value(self.expected_src)
+        if tree is None or not ok or not isinstance(tree.body, ast.Call):
+            return None
+        call, wrapper = tree.body, None
+        if isinstance(call.func, ast.Name) and call.func.id in SAFE_WRAPPERS and call.args \
+                and isinstance(call.args[0], ast.Call):
+            inner = call.args[0]
+            rest = [_literal_value(ast.unparse(a)) for a in call.args[1:]]
+            if call.keywords or not all(ok for ok, _ in rest):
+                return None
+            wrapper = (call.func.id, tuple(v for _, v in rest))
+            call = inner
+        if call.keywords or not isinstance(call.func, ast.Name):
+            return None
+        args = []
+        for arg in call.args:
+            ok, value = _literal_value(ast.unparse(arg))
+            if not ok:
+                return None
+            args.append(value)
+        return PlainExample(call.func.id, tuple(args), expected, wrapper)
+
+
+# Builtins a prompt may wrap the call of its function in (`round(f(x), 2)`), applied to the plain
+# result in the routing process.
+SAFE_WRAPPERS = {"round": round, "abs": abs, "len": len, "sorted": sorted, "list": list, "tuple": tuple,
+                 "set": set, "sum": sum, "min": min, "max": max, "int": int, "float": float, "str": str}
+
+
+@dataclass(frozen=True)
+class PlainExample:
+    """A visible example as plain data: call `function(*args)`, apply `wrapper` (a builtin's name
+    and its extra arguments) to the result, compare with `expected`."""
+
+    function: str
+    args: tuple
+    expected: object
+    wrapper: tuple[str, tuple] | None = None
+
+    def unwrap(self, result: object) -> object:
+        """The result as the example shows it (raises whatever the builtin raises on bad input)."""
+        if self.wrapper is None:
+            return result
+        name, extra = self.wrapper
+        return SAFE_WRAPPERS[name](result, *extra)
+
 
 # --- parsing helpers ----------------------------------------------------------------------------
 
@@ -111,6 +155,10 @@ def _literal_value(src: str) -> tuple[bool, object]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id in ("True", "False", "None"):
             continue
+        if isinstance(node, ast.BinOp) and not all(_numeric(side) for side in (node.left, node.right)):
+            # `[0] * 10**12`, `"a" * 10**9`: a prompt (hostile through `serve`) must not make this
+            # process build a huge value; arithmetic is for numbers only (`19 - 5 - 6`)
+            return False, None
         if not isinstance(node, _LITERAL_NODES) and not isinstance(node, ast.Name):
             return False, None
         if isinstance(node, ast.Name):
@@ -120,6 +168,17 @@ def _literal_value(src: str) -> tuple[bool, object]:
     except Exception:
         return False, None
     return True, value
+
+
+def _numeric(node: ast.AST) -> bool:
+    """A number, or arithmetic on numbers only (no strings or containers)."""
+    if isinstance(node, ast.Constant):
+        return type(node.value) in (int, float, complex)
+    if isinstance(node, ast.UnaryOp):
+        return _numeric(node.operand)
+    if isinstance(node, ast.BinOp):
+        return _numeric(node.left) and _numeric(node.right)
+    return False
 
 
 def _remainder_ok(rest: str) -> bool:
@@ -482,6 +541,32 @@ def extract_examples(prompt: str, entry_point: str | None = None) -> list[Exampl
     return found
 
 
+def parse_asserts(text: str, entry_point: str, limit: int = 32) -> list[PlainExample]:
+    """`assert f(args) == value` lines a model wrote as tests of `entry_point` (inside or outside a
+    code fence), as plain-data examples; lines that are not a call of the function with literal
+    arguments compared to a literal are skipped."""
+    out: list[PlainExample] = []
+    seen: set[str] = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("assert "):
+            continue
+        tree = _parses(line[len("assert "):].split("#")[0].rstrip(", "))
+        if tree is None or not isinstance(tree.body, ast.Compare) or len(tree.body.ops) != 1 \
+                or not isinstance(tree.body.ops[0], ast.Eq):
+            continue
+        call, expected = tree.body.left, tree.body.comparators[0]
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == entry_point):
+            continue
+        example = Example(ast.unparse(call), ast.unparse(expected), line).plain()
+        if example is not None and repr(example.args) not in seen:
+            seen.add(repr(example.args))
+            out.append(example)
+        if len(out) >= limit:
+            break
+    return out
+
+
 def detect_entry_point(prompt: str) -> str | None:
     """The function a free-form prompt asks for: the last top-level-looking `def name(`."""
     names = re.findall(r"^\s*def\s+([A-Za-z_]\w*)\s*\(", prompt, flags=re.MULTILINE)
@@ -521,185 +606,93 @@ def candidate_code(prompt: str, completion: str, entry_point: str) -> str:
 
 # Probes compare several candidate answers with each other (never with an expected value): two
 # answers that pass every visible example but disagree on an input next to them cannot both be
-# right. Mutations stay small so that probes remain in the task's domain and run fast.
+# right. A probe is `near` when it keeps what the visible inputs show of the task's domain: the
+# sign of every number, a non-empty string or list stays non-empty, the case of letters is kept.
+# Other probes are `edge` cases (empty, zero, a flipped sign, swapped case): right answers often
+# differ there, because the prompt does not say what they should do.
 MAX_PROBES = 48
-PROBE_TIMEOUT_S = 0.5  # per probe call; a correct answer to a HumanEval task takes microseconds
 
 
-def _mutations(value: object) -> list[object]:
-    """Small changes of one argument, edge cases first (empty, one element, zero, one): wrong
-    answers that still pass the visible examples most often differ from right ones there."""
+@dataclass(frozen=True)
+class Probe:
+    args: tuple
+    near: bool
+
+
+def _sign(value: object) -> int:
+    return (value > 0) - (value < 0)  # type: ignore[operator]
+
+
+def _mutations(value: object) -> list[tuple[object, bool]]:
+    """Small changes of one argument, each with whether it stays `near` (see above)."""
     if isinstance(value, bool):
-        return [not value]
+        return [(not value, True)]
     if isinstance(value, int):
-        out = [value + 1, value - 1, 0, 1]
-        if 0 < abs(value) < 100:
-            out.append(value * 2)
-        return out
+        out = [value + 1, value - 1, 1, 0] + ([value * 2] if 0 < abs(value) < 100 else [])
+        return [(v, _sign(v) == _sign(value)) for v in out]
     if isinstance(value, float):
-        return [value + 0.5, value * 2, -value, 0.0]
+        out = [value + 0.5, value - 0.5, value * 2, -value, 0.0]
+        return [(v, _sign(v) == _sign(value)) for v in out]
     if isinstance(value, str):
-        return ["", value[:1], value[::-1], value.swapcase(), value[:-1], value + value[:1], value + value]
-    if isinstance(value, list):
-        out: list[object] = [[], value[:1], value[::-1], value[:-1], value + value[:1], value[1:] + value[:1], value + value]
-        if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            out += [[v + 1 for v in value], [v - 1 for v in value]]
+        near = [value[::-1], value[1:] + value[:1], value + value[:1], value + value] + (
+            [value[:-1], value[:1]] if len(value) > 1 else [])
+        return [(v, bool(value)) for v in near] + [("", not value), (value.swapcase(), value.swapcase() == value)]
+    if isinstance(value, (list, tuple)):
+        kind = type(value)
+        items = list(value)
+        near = [items[::-1], items[1:] + items[:1], items + items[:1], items + items] + (
+            [items[:-1], items[:1]] if len(items) > 1 else [])
+        if items and all(type(v) is int for v in items):
+            for delta in (1, -1):
+                shifted = [v + delta for v in items]
+                near.append(shifted) if all(_sign(a) == _sign(b) for a, b in zip(shifted, items)) else None
+        out = [(kind(v), bool(items)) for v in near] + [(kind([]), not items)]
         return out
-    if isinstance(value, tuple):
-        return [tuple(m) for m in _mutations(list(value)) if isinstance(m, list)]
     return []
 
 
-def probe_calls(examples: list[Example], limit: int = MAX_PROBES) -> list[str]:
-    """Calls on inputs next to the visible examples' inputs: each literal argument mutated once
-    (numbers +-1 and doubled, strings and lists reversed, shortened, extended, rotated)."""
-    per_example: list[list[str]] = []
-    seen = {e.call_src for e in examples}
-    for example in examples:
-        calls: list[str] = []
-        per_example.append(calls)
-        tree = _parses(example.call_src)
-        if tree is None or not isinstance(tree.body, ast.Call) or tree.body.keywords:
+def _permutations(args: tuple) -> list[tuple]:
+    """The call with two arguments of the same type swapped (`(3, 4, 5)` -> `(5, 4, 3)`): a
+    function symmetric in them by the task's statement must not care, one that is not must."""
+    out = []
+    for i in range(len(args)):
+        for j in range(i + 1, len(args)):
+            if type(args[i]) is type(args[j]) and args[i] != args[j]:
+                swapped = list(args)
+                swapped[i], swapped[j] = swapped[j], swapped[i]
+                out.append(tuple(swapped))
+    return out
+
+
+def probe_inputs(examples: list[Example], limit: int = MAX_PROBES) -> list[Probe]:
+    """Argument tuples next to the visible examples' inputs: each literal argument mutated once
+    (numbers +-1 and doubled, strings and lists reversed, rotated, shortened, extended) and pairs of
+    same-typed arguments swapped. Near probes first, round robin over the examples so that every
+    example contributes before `limit`, then edge probes."""
+    seen: set[str] = set()
+    plain = [e.plain() for e in examples]
+    for p in plain:
+        if p is not None:
+            seen.add(repr(p.args))
+    near: list[list[tuple]] = []
+    edge: list[list[tuple]] = []
+    for p in plain:
+        near.append([])
+        edge.append([])
+        if p is None or p.wrapper is not None:
             continue
-        try:
-            args = [ast.literal_eval(a) for a in tree.body.args]
-        except (ValueError, SyntaxError):
-            continue
-        func = ast.unparse(tree.body.func)
-        for i, arg in enumerate(args):
-            for mutated in _mutations(arg):
-                call = f"{func}({', '.join(repr(a) for a in [*args[:i], mutated, *args[i + 1:]])})"
-                if call not in seen:
-                    seen.add(call)
-                    calls.append(call)
-    # round robin over the examples, so that every example contributes before the limit
-    ordered = [c for group in itertools.zip_longest(*per_example) for c in group if c is not None]
+        candidates = [(args, True) for args in _permutations(p.args)]
+        for i, arg in enumerate(p.args):
+            for mutated, is_near in _mutations(arg):
+                candidates.append(((*p.args[:i], mutated, *p.args[i + 1:]), is_near))
+        for args, is_near in candidates:
+            key = repr(args)
+            if key not in seen:
+                seen.add(key)
+                (near if is_near else edge)[-1].append(args)
+
+    def round_robin(groups: list[list[tuple]]) -> list[tuple]:
+        return [c for group in itertools.zip_longest(*groups) for c in group if c is not None]
+
+    ordered = [Probe(a, True) for a in round_robin(near)] + [Probe(a, False) for a in round_robin(edge)]
     return ordered[:limit]
-
-
-_CHECK_TEMPLATE = """
-
-# ---- routerllm: visible examples from the prompt -------------------------------------------
-def __routerllm_close(got, want):
-    import math as _m
-    if isinstance(want, bool) or isinstance(got, bool):
-        return got == want
-    if isinstance(want, (int, float)) and isinstance(got, (int, float)):
-        return _m.isclose(got, want, rel_tol={rel_tol!r}, abs_tol={abs_tol!r})
-    if isinstance(want, (list, tuple)) and isinstance(got, (list, tuple)):
-        return type(got) is type(want) and len(got) == len(want) and all(
-            __routerllm_close(g, w) for g, w in zip(got, want))
-    return got == want
-
-
-def __routerllm_run_examples():
-    import hashlib as _h, json as _json, signal as _sig, sys as _sys
-    examples = {examples!r}
-    probes = {probes!r}
-    failed = []
-    for index, (call_src, expected_src) in enumerate(examples):
-        try:
-            got = eval(call_src)
-        except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            failed.append({{"index": index, "call": call_src, "expected": expected_src,
-                            "error": type(exc).__name__ + ": " + str(exc)[:200]}})
-            continue
-        want = eval(expected_src)
-        if not __routerllm_close(got, want):
-            failed.append({{"index": index, "call": call_src, "expected": expected_src,
-                            "got": repr(got)[:200]}})
-    record = {{"total": len(examples), "failed": failed}}
-    if probes and not failed:
-        class _Slow(BaseException):
-            pass
-        def _alarm(*_):
-            raise _Slow()
-        _sig.signal(_sig.SIGALRM, _alarm)
-        def _canon(value, depth=0):
-            # floats to 9 significant digits: two right answers may differ in the last bits
-            if isinstance(value, float):
-                return float("%.9g" % value)
-            if depth < 4 and isinstance(value, (list, tuple)):
-                return type(value)(_canon(v, depth + 1) for v in value)
-            if depth < 4 and isinstance(value, dict):
-                return {{k: _canon(v, depth + 1) for k, v in value.items()}}
-            return value
-
-        outputs = []
-        timeouts = 0
-        for call_src in probes:
-            _sig.setitimer(_sig.ITIMER_REAL, {probe_timeout_s!r})
-            try:
-                value = eval(call_src)
-                # None is how Python code says "no value": like an exception, not a disagreement
-                out = "<no result>" if value is None else repr(_canon(value))
-            except _Slow:
-                # an input outside the task's domain may make a right answer loop or raise: no
-                # result either way (which exception, or a timeout, is not a disagreement)
-                out = "<no result>"
-                timeouts += 1
-            except BaseException as exc:
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                out = "<no result>"
-            finally:
-                _sig.setitimer(_sig.ITIMER_REAL, 0)
-            outputs.append(out)
-        record["probes"] = len(probes)
-        record["probe_timeouts"] = timeouts
-        record["fingerprint"] = _h.sha256(_json.dumps(outputs).encode()).hexdigest()[:16]
-    _sys.stdout = _sys.__stdout__
-    print({marker!r}, _json.dumps(record), flush=True)
-    if failed:
-        first = failed[0]
-        detail = first.get("error") or ("got " + first["got"])
-        raise AssertionError(
-            "%d of %d visible examples failed; first: %s should be %s, %s"
-            % (len(failed), len(examples), first["call"], first["expected"], detail))
-
-
-__routerllm_run_examples()
-"""
-
-_SILENCE = """import sys as __routerllm_sys
-
-
-class __RouterllmSink:
-    def write(self, data):
-        return len(data)
-
-    def flush(self):
-        pass
-
-
-__routerllm_sys.stdout = __RouterllmSink()  # the candidate's own prints are not needed
-"""
-
-
-def build_check_program(code: str, examples: list[Example], probes: list[str] | None = None,
-                        probe_timeout_s: float = PROBE_TIMEOUT_S) -> str:
-    """`code` followed by a check of every example; exits non-zero (AssertionError naming the
-    first failure) when any fails, and prints `ROUTERLLM_EXAMPLES {"total", "failed", ...}`.
-    With `probes` (and every example passed) it also runs those calls and adds a `fingerprint`
-    of their results, to compare candidates with each other."""
-    pairs = [(e.call_src, e.expected_src) for e in examples]
-    future = [ln for ln in code.splitlines() if ln.startswith("from __future__ import")]
-    if future:  # must stay the first statements of the program
-        code = "\n".join(ln for ln in code.splitlines() if not ln.startswith("from __future__ import"))
-    return "\n".join(future) + "\n" + _SILENCE + "\n" + code + _CHECK_TEMPLATE.format(
-        examples=pairs, probes=list(probes or []), rel_tol=REL_TOL, abs_tol=ABS_TOL,
-        marker=RESULT_MARKER, probe_timeout_s=probe_timeout_s,
-    )
-
-
-def parse_check_output(stdout: str) -> dict | None:
-    """The `{"total", "failed"}` record a check program printed, or None if it never got there."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_MARKER):
-            try:
-                return json.loads(line[len(RESULT_MARKER) :].strip())
-            except json.JSONDecodeError:
-                return None
-    return None

@@ -1,14 +1,21 @@
-"""The routing interface: tiers, a strategy, and the record of each decision.
+"""The routing interface: a chain of tiers, a strategy, and the record of each decision.
 
-A `Strategy` answers one `GenerationRequest` by calling one or more tiers and returns a
-`RoutedAnswer`: the generation it chose, the `RouteDecision` (which tier, why, whether it
-escalated, and the figures behind the decision), how many calls each tier received, and every
-attempt it made (for the report and for debugging a decision).
-
-    Tiers(small=[(name, backend), ...], large=(name, backend))    names come from the config
+    Tiers(small=[(name, backend), ...], large=(name, backend))   names come from the config
+      .chain == [small_0, small_1, ..., large]                    cheapest first: models.small_llms, then large_llm
           │
           ▼
-    Strategy.answer(request, entry_point) ──► RoutedAnswer(generation, decision, calls, attempts)
+    Strategy.plan(request, entry_point)   a generator: yields what it needs (Generate from a tier,
+          │                               Execute answers in the sandbox), gets the results back,
+          ▼                               returns (generation, RouteDecision)
+    Driver (routing/driver.py) runs many plans together, batched by stage: every Execute of a round
+    in one sandbox batch, then one backend call per tier with every request of that tier
+          │
+          ▼
+    RoutedAnswer(generation, decision, calls, attempts, queue_s, generation_s, check_s)
+
+`strategy.answer(request)` answers one request (the server); `strategy.answer_many(requests)`
+answers a batch of tasks (the comparison). A plan only ever sees its own results, so the routing
+decision for a task never depends on which other tasks share its batch.
 
 Strategies never see the hidden tests of a task: a request carries only the prompt (and, for
 replayed recordings, the task id and sample index the replay backend needs to find the answer).
@@ -18,24 +25,39 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generator, Protocol, runtime_checkable
 
 from routerllm.backends.base import Backend, Generation, GenerationRequest
-from routerllm.exceptions import BackendError, ConfigError
+from routerllm.exceptions import ConfigError
+from routerllm.records import Attempt
 
 if TYPE_CHECKING:
     from routerllm.config import ModelConfig, RouterLLMConfig, RouterSection
     from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.routing.execution import Job
 
 logger = logging.getLogger(__name__)
 
 
+@runtime_checkable
+class RecordedSamples(Protocol):
+    """A backend with a fixed number of answers per task (replay). The cascade asks it before
+    requesting samples, so that it never asks for an answer that does not exist."""
+
+    def available_samples(self, task_id: str | None) -> int | None:
+        """Answers recorded for the task (None: no fixed number, e.g. a live model)."""
+
+
+def available_samples(backend: Backend, task_id: str | None) -> int | None:
+    return backend.available_samples(task_id) if isinstance(backend, RecordedSamples) else None
+
+
 @dataclass
 class Tiers:
-    """The models a router chooses between. `small` is ordered cheapest first."""
+    """The models a router chooses between: `small` cheapest first, then `large`. Together they
+    form the chain a cascade climbs (`chain`), one step at a time."""
 
     small: list[tuple[str, Backend]]
     large: tuple[str, Backend]
@@ -43,22 +65,29 @@ class Tiers:
     configs: dict[str, "ModelConfig"] = field(default_factory=dict)
 
     @property
+    def chain(self) -> list[tuple[str, Backend]]:
+        return [*self.small, self.large]
+
+    @property
     def names(self) -> list[str]:
-        return [name for name, _ in self.small] + [self.large[0]]
+        return [name for name, _ in self.chain]
 
     @property
     def large_name(self) -> str:
         return self.large[0]
 
+    def index(self, name: str) -> int:
+        names = self.names
+        if name not in names:
+            raise ConfigError("models", f"no tier named {name!r}", fix=f"use one of: {', '.join(names)}")
+        return names.index(name)
+
     def backend(self, name: str) -> Backend:
-        for tier_name, backend in [*self.small, self.large]:
-            if tier_name == name:
-                return backend
-        raise ConfigError("models", f"no tier named {name!r}", fix=f"use one of: {', '.join(self.names)}")
+        return self.chain[self.index(name)][1]
 
     def close(self) -> None:
         seen: set[int] = set()
-        for _, backend in [*self.small, self.large]:
+        for _, backend in self.chain:
             if id(backend) not in seen:
                 seen.add(id(backend))
                 backend.close()
@@ -66,13 +95,20 @@ class Tiers:
 
 @dataclass
 class RouteDecision:
-    """Which tier answered and why. `tier` is the name of the tier whose answer was returned."""
+    """Which tier answered and why. `tier` is the name of the tier whose answer was returned.
+
+    `escalated`: the router moved past a tier it tried. `accepted`: the answer comes from a tier
+    before the last one after the router checked it against the prompt. `state`: the evidence the
+    last checked tier ended in (routing/cascade.py). `reason` says what was checked and how it went,
+    never what the code printed or returned (clients see it)."""
 
     strategy: str
     tier: str
     reason: str
     escalated: bool
     details: dict[str, Any] = field(default_factory=dict)
+    accepted: bool = False
+    state: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -83,20 +119,55 @@ class RoutedAnswer:
     generation: Generation
     decision: RouteDecision
     calls: dict[str, int]  # tier name -> number of generations requested from it
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    queue_s: float = 0.0  # waiting for batches this answer was not part of
+    generation_s: float = 0.0  # the stage batches it was part of (each its longest member)
+    check_s: float = 0.0  # the sandbox batches that checked it
+    batch_clock_s: float = 0.0  # the whole batch of answers this one was part of (throughput)
 
     @property
     def total_s(self) -> float:
-        """Time of the whole routed answer: tiers (and batches) one after another, plus checks."""
-        return (attempts_cost(self.attempts, "total_s") or 0.0) + float(self.decision.details.get("check_s", 0.0))
+        """Time of the whole routed answer on the run's clock: queue + generation + checks."""
+        return self.queue_s + self.generation_s + self.check_s
 
     @property
     def energy_kwh(self) -> float | None:
-        return attempts_cost(self.attempts, "energy_kwh")
+        values = [a.energy_kwh for a in self.attempts]
+        return None if any(v is None for v in values) else float(sum(values))  # type: ignore[arg-type]
+
+
+# --- what a plan asks for ----------------------------------------------------------------------------
+
+@dataclass
+class Generate:
+    """Generations from one tier. The driver answers with one `Served` per request, in order."""
+
+    tier: str
+    requests: list[GenerationRequest]
+    repair: bool = False
+    self_tests: bool = False
+
+
+@dataclass
+class Execute:
+    """Answers to run on plain-data calls in the sandbox; the driver answers with one
+    `Execution` per job, in order."""
+
+    jobs: list["Job"]
+
+
+@dataclass
+class Served:
+    generation: Generation
+    attempt: Attempt  # the record the driver keeps; a plan may attach its check
+
+
+Need = Generate | Execute
+Plan = Generator[Need, Any, tuple[Generation, RouteDecision]]
 
 
 class Strategy(ABC):
-    """A routing strategy. Subclasses set `name` and implement `answer`."""
+    """A routing strategy. Subclasses set `name` and implement `plan`."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -105,13 +176,40 @@ class Strategy(ABC):
         self.tiers = tiers
         self.options = options
         self.sandbox = sandbox
+        self._own_sandbox: "Sandbox | None" = None
 
     @abstractmethod
+    def plan(self, request: GenerationRequest, entry_point: str | None = None) -> Plan:
+        """The steps to answer one request (a generator; see the module docstring)."""
+
     def answer(self, request: GenerationRequest, entry_point: str | None = None) -> RoutedAnswer:
         """Answer one request. `entry_point` is the function the prompt asks for, when known."""
+        return self.answer_many([request], [entry_point])[0]
+
+    def answer_many(self, requests: list[GenerationRequest],
+                    entry_points: list[str | None] | None = None) -> list[RoutedAnswer]:
+        """Answer several requests together, batched by stage (same answers as one at a time)."""
+        from routerllm.routing.driver import Driver
+
+        points = list(entry_points) if entry_points is not None else [None] * len(requests)
+        plans = [self.plan(r, e) for r, e in zip(requests, points)]
+        return Driver(self.tiers, self.get_sandbox, check_timeout_s=self.options.cascade.example_timeout_s).run(plans)
+
+    def get_sandbox(self) -> "Sandbox":
+        """The sandbox for checks: the one given, else one of the strategy's own (made on first use)."""
+        if self.sandbox is not None:
+            return self.sandbox
+        if self._own_sandbox is None:
+            from routerllm.evaluation.sandbox import Sandbox
+
+            self._own_sandbox = Sandbox(timeout_s=self.options.cascade.example_timeout_s, workers=1)
+        return self._own_sandbox
 
     def close(self) -> None:
         """Release what the strategy itself holds (not the tiers). Idempotent."""
+        if self._own_sandbox is not None:
+            self._own_sandbox.close()
+            self._own_sandbox = None
 
     # --- helpers shared by strategies -------------------------------------------------------
 
@@ -125,74 +223,10 @@ class Strategy(ABC):
             )
         return self.tiers.small[0]
 
-    def call(
-        self,
-        tier: tuple[str, Backend],
-        request: GenerationRequest,
-        calls: dict[str, int],
-        attempts: list[dict[str, Any]],
-        **record: Any,
-    ) -> Generation:
-        """Generate one answer from `tier`, counting the call and recording the attempt."""
-        return self.call_batch(tier, [request], calls, attempts, **record)[0]
-
-    def call_batch(
-        self,
-        tier: tuple[str, Backend],
-        requests: list[GenerationRequest],
-        calls: dict[str, int],
-        attempts: list[dict[str, Any]],
-        batch: int | None = None,
-        **record: Any,
-    ) -> list[Generation]:
-        """Generate answers to several requests in one backend call (a batch). Each is counted as
-        a call and recorded as an attempt; attempts of one batch share `batch`, and a batch takes
-        as long as its longest member (see `attempts_cost`)."""
-        name, backend = tier
-        calls[name] = calls.get(name, 0) + len(requests)
-        start = time.perf_counter()
-        try:
-            generations = backend.generate(list(requests))
-        except BackendError:
-            raise
-        except Exception as exc:  # a backend that does not wrap its own failures
-            raise BackendError(
-                f"tier {name!r} failed to generate: {type(exc).__name__}: {exc}",
-                fix=f"check the tier's backend ({type(backend).__name__}); `routerllm validate` runs one generation",
-            ) from exc
-        wall = time.perf_counter() - start
-        for request, generation in zip(requests, generations):
-            attempts.append(
-                {
-                    "tier": name,
-                    "sample": request.sample,
-                    "temperature": request.temperature,
-                    "total_s": generation.total_s,
-                    "wall_s": wall,
-                    "ttft_s": generation.ttft_s,
-                    "prompt_tokens": generation.prompt_tokens,
-                    "completion_tokens": generation.completion_tokens,
-                    "energy_kwh": generation.energy_kwh,
-                    "co2_kg": generation.extra.get("co2_kg"),
-                    "timing": generation.timing,
-                    **({"batch": batch} if batch is not None else {}),
-                    **record,
-                }
-            )
-        return generations
-
-
-def attempts_cost(attempts: list[dict[str, Any]], key: str) -> float | None:
-    """Sum of `key` (total_s, energy_kwh, co2_kg) over attempts, a batch counting as its largest
-    member (its samples decode together). None if any attempt lacks the figure."""
-    groups: dict[Any, float] = {}
-    for i, a in enumerate(attempts):
-        value = a.get(key)
-        if value is None:
-            return None
-        group = ("batch", a["tier"], a["batch"]) if a.get("batch") is not None else ("one", i)
-        groups[group] = max(groups.get(group, 0.0), float(value))
-    return float(sum(groups.values()))
+    def one(self, tier: str, request: GenerationRequest) -> Generator[Need, Any, Generation]:
+        """Plan step: one generation from `tier` (use as `generation = yield from self.one(...)`)."""
+        (served,) = yield Generate(tier, [request])
+        return served.generation
 
 
 def with_sample(request: GenerationRequest, sample: int, temperature: float | None = None) -> GenerationRequest:

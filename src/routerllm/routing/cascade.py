@@ -1,45 +1,55 @@
-"""`cascade`: the small model answers first; its code must pass the examples visible in the prompt.
+"""`cascade`: climb the chain of tiers (models.small_llms in order, then models.large_llm); at each
+tier before the last, draw answers until the checks decide, then keep the answer or move on.
 
-    prompt ──► visible examples (evaluation.examples) ── none found ──► large tier
-                  │
-                  ▼
-    small sample 0, 1, ... (router.cascade.small_samples; later samples at sample_temperature)
-        each run in the sandbox against the visible examples (and, with agreement > 1, on probe
-        inputs next to them, to compare the passing answers with each other)
-        │  pass and `agreement` passing answers agree ──► accept the small answer
-        │  passing answers disagree on a probe ─────────► large tier (the small model is unsure)
-        │  failure (optional: one repair attempt with the failure fed back)
-        ▼
-    all samples used ──► large tier
+    prompt ──► visible examples + near probe inputs (routing/checker.py)
+                 │ none: "unchecked" ──► the next tier expected to do better, or this tier unchecked
+                 ▼
+    one step on tier i: answers 0, 1, ... (first `agreement` together, then `sample_batch` at a time,
+    at most router.cascade.small_samples and never more than the tier has: a replayed tier has a
+    fixed number), each checked in the sandbox against the visible examples, the types of their
+    results, and the other passing answers on the near probes. The step ends in one state:
 
-The hidden tests are never used here: they only score the answer afterwards. Every decision
-records the examples found, each attempt's verdict, the failures and the probe fingerprints.
+        agreed    `agreement` passing answers, none conflicting    ──► accept (stop sampling now)
+        conflict  two passing answers return different values      ──► unsure (stop sampling now)
+        lone      fewer passing answers than `agreement`, no more to draw ──► unsure
+        failed    no answer passes the visible examples            ──► unsure (expected ~0 right)
 
-Options (`router.cascade`, see config.CascadeOptions): small_samples, sample_temperature, repair,
-example_timeout_s, escalate_without_examples, agreement.
+    unsure ──► the first later tier EXPECTED TO DO BETTER on this task: expected_after(j | i, state)
+               > expected(i, state) (routing/strength.py, from a calibration run or the labelled
+               split of recorded data; with none, the chain's order: later tiers are stronger).
+               No later tier better: keep this tier's best answer (the largest group of mutually
+               consistent passing answers, else its first answer).
+    the last tier's first answer is returned as it is.
+
+The hidden tests are never used here: they only score the answer afterwards. Every attempt records
+its check (CheckResult: figures only); `reason` says what was checked and how it went and never
+contains what the code printed or returned.
+
+Options (`router.cascade`, config.CascadeOptions): small_samples, agreement, sample_batch,
+sample_temperature, repair, self_tests (tests the tier writes itself, routing/self_tests.py),
+example_timeout_s, escalate_without_examples. The tier calibration: router.calibration_path, or
+the one `routerllm compare` cross-fits (routerllm/calibrate.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Generator
 
-from routerllm.backends.base import Generation, GenerationRequest
-from routerllm.evaluation.examples import (
-    Example,
-    build_check_program,
-    detect_entry_point,
-    extract_examples,
-    parse_check_output,
-    probe_calls,
-)
-from routerllm.routing.base import RoutedAnswer, RouteDecision, Strategy, with_sample
+from routerllm.backends.base import GenerationRequest
 from routerllm.evaluation.prompting import CHAT_INSTRUCTION
+from routerllm.records import CheckResult
+from routerllm.routing.base import Execute, Generate, Need, Plan, RouteDecision, Served, Strategy, available_samples, with_sample
+from routerllm.routing.checker import TaskChecks, Vector, conflict, judge, task_checks
 from routerllm.routing.code import code_for, tier_mode
+from routerllm.routing.strength import FAILED, Fixed
 
 logger = logging.getLogger(__name__)
+
+AGREED, CONFLICT, LONE, UNCHECKED = "agreed", "conflict", "lone", "unchecked"
+STATES = (AGREED, CONFLICT, LONE, FAILED, UNCHECKED)
 
 REPAIR_INSTRUCTION = (
     "Your function fails this example from the docstring: {failure}. "
@@ -47,178 +57,229 @@ REPAIR_INSTRUCTION = (
 )
 
 
+@dataclass
+class _Passing:
+    sample: int
+    served: Served
+    vector: Vector
+
+
+@dataclass
+class StepOutcome:
+    """How one tier's step ended: its state, the answer it would keep, and what it drew."""
+
+    tier: str
+    state: str
+    kept: Served | None  # the answer this tier returns if the cascade stops here
+    drawn: int = 0
+    passing: int = 0
+    examples: int = 0
+    first: Served | None = None  # its first answer (sample 0)
+    first_check: CheckResult | None = None
+    answers: list[Served] = field(default_factory=list)  # every answer drawn (not repairs), in order
+
+
 class CascadeStrategy(Strategy):
     name = "cascade"
-    description = "small model first; accepted only if its code passes the prompt's visible examples"
+    description = "each tier answers in turn; an answer is kept once the prompt's visible examples and agreeing samples back it"
 
-    def __init__(self, tiers, options, sandbox=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tiers, options, sandbox=None, calibration=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(tiers, options, sandbox)
-        self._own_sandbox = None
+        # per task: what the router knows of each tier (routing/strength.py); default: the chain's order
+        self.calibration = calibration if calibration is not None else _configured_calibration(options)
 
-    # -- sandbox -----------------------------------------------------------------------------
-    def _sandbox(self):  # type: ignore[no-untyped-def]
-        if self.sandbox is not None:
-            return self.sandbox
-        if self._own_sandbox is None:
-            from routerllm.evaluation.sandbox import Sandbox
+    @property
+    def agreement(self) -> int:
+        """Agreeing answers needed, never more than the answers the config allows per tier."""
+        return min(self.options.cascade.agreement, self.options.cascade.small_samples)
 
-            self._own_sandbox = Sandbox(timeout_s=self.options.cascade.example_timeout_s, workers=1)
-        return self._own_sandbox
-
-    def close(self) -> None:
-        if self._own_sandbox is not None:
-            self._own_sandbox.close()
-            self._own_sandbox = None
-
-    # -- checking ------------------------------------------------------------------------------
-    def check(
-        self, request: GenerationRequest, tier_name: str, generation: Generation, entry_point: str,
-        examples: list[Example], probes: list[str],
-    ) -> dict[str, Any]:
-        """Run one answer against the visible examples (and probes) in the sandbox."""
-        code = code_for(self.tiers, tier_name, request, generation, entry_point)
-        program = build_check_program(code, examples, probes)
-        start = time.perf_counter()
-        verdict = self._sandbox().run(program, timeout_s=self.options.cascade.example_timeout_s)
-        check_s = time.perf_counter() - start
-        record = parse_check_output(verdict.stdout) or {}
-        failed = record.get("failed", [])
-        return {
-            "examples_passed": verdict.passed,
-            "verdict": str(verdict),
-            "examples_failed": [f["index"] for f in failed],
-            "failure": _describe(failed[0]) if failed else (None if verdict.passed else str(verdict)),
-            "fingerprint": record.get("fingerprint"),
-            "probe_timeouts": record.get("probe_timeouts"),
-            "check_s": check_s,
-        }
-
-    # -- routing -------------------------------------------------------------------------------
-    def answer(self, request: GenerationRequest, entry_point: str | None = None) -> RoutedAnswer:
+    # -- the chain ---------------------------------------------------------------------------------
+    def plan(self, request: GenerationRequest, entry_point: str | None = None) -> Plan:
         opts = self.options.cascade
-        calls: dict[str, int] = {}
-        attempts: list[dict[str, Any]] = []
-        entry_point = entry_point or detect_entry_point(request.prompt)
-        examples = extract_examples(request.prompt, entry_point) if entry_point else []
-        details: dict[str, Any] = {
-            "entry_point": entry_point,
-            "examples": len(examples),
-            "agreement": opts.agreement,
-            "check_s": 0.0,
-        }
-        small = self.small_tier
-
-        if not examples:
-            if opts.escalate_without_examples:
-                return self._escalate(request, calls, attempts, details, "no visible example in the prompt to check the small answer against")
-            generation = self.call(small, request, calls, attempts, examples_passed=None)
-            decision = RouteDecision(self.name, small[0], "no visible example; accepted unchecked (escalate_without_examples: false)", False, details)
-            return RoutedAnswer(generation, decision, calls, attempts)
-
-        probes = probe_calls(examples) if opts.agreement > 1 else []
-        details["probes"] = len(probes)
-        clusters: dict[str | None, list[tuple[int, Generation, dict[str, Any]]]] = {}
-        repaired = False
-        first_failure: str | None = None
-        for index, sample_request, generation, attempt in self._samples(request, small, calls, attempts):
-            result = self.check(sample_request, small[0], generation, entry_point, examples, probes)  # type: ignore[arg-type]
-            attempt.update(result)
-            details["check_s"] += result["check_s"]
-            if not result["examples_passed"]:
-                first_failure = first_failure or result["failure"]
-                if opts.repair and not repaired and self._can_repair(small[0]):
-                    repaired = True
-                    fixed = self._repair(small, sample_request, generation, result, calls, attempts, entry_point, examples, probes)  # type: ignore[arg-type]
-                    details["check_s"] += attempts[-1].get("check_s", 0.0)
-                    if attempts[-1]["examples_passed"]:
-                        generation, result, attempt = fixed, attempts[-1], attempts[-1]
-                    else:
-                        continue
-                else:
+        checks = task_checks(request.prompt, entry_point)
+        calibration = self.calibration.for_task(request.task_id)
+        chain = self.tiers.names
+        details: dict[str, Any] = {"entry_point": checks.entry_point, "examples": len(checks.examples),
+                                   "probes": len(checks.probes), "agreement": self.agreement, "steps": []}
+        notes: list[str] = []
+        position = 0
+        escalated = False
+        while position < len(chain) - 1:
+            tier = chain[position]
+            if not checks.checkable:
+                later = self._better_later(position, UNCHECKED, calibration) if opts.escalate_without_examples else None
+                if later is not None:
+                    notes.append(f"{tier}: no visible example to check an answer against; moved on")
+                    details["steps"].append({"tier": tier, "state": UNCHECKED, "drawn": 0})
+                    position, escalated = later, True
                     continue
-            fingerprint = result.get("fingerprint")
-            clusters.setdefault(fingerprint, []).append((index, generation, attempt))
-            if len(clusters) > 1:
-                details["disagreeing_answers"] = {str(k): [i for i, _, _ in v] for k, v in clusters.items()}
-                return self._escalate(
-                    request, calls, attempts, details,
-                    f"{sum(len(v) for v in clusters.values())} small answers pass the {len(examples)} visible "
-                    f"examples but disagree on inputs next to them",
-                )
-            if len(clusters[fingerprint]) >= opts.agreement:
-                chosen_index, chosen, chosen_attempt = clusters[fingerprint][0]
-                details["accepted_sample"] = chosen_index
-                agree = f", {len(clusters[fingerprint])} answers agree on {len(probes)} probe inputs" if opts.agreement > 1 else ""
-                reason = (
-                    f"small answer (sample {chosen_index}{', repaired' if chosen_attempt.get('repair') else ''}) "
-                    f"passed all {len(examples)} visible examples{agree}"
-                )
-                decision = RouteDecision(self.name, small[0], reason, False, details)
-                return RoutedAnswer(chosen, decision, calls, attempts)
+                generation = yield from self.one(tier, request)
+                details["steps"].append({"tier": tier, "state": UNCHECKED, "drawn": 1})
+                reason = f"{tier}: no visible example to check against; " + (
+                    "no later tier is expected to do better, answered unchecked" if opts.escalate_without_examples
+                    else "answered unchecked (escalate_without_examples: false)")
+                return generation, RouteDecision(self.name, tier, _reason(notes, reason, tier, escalated), escalated,
+                                                 details, accepted=False, state=UNCHECKED)
+            step = yield from self.step(tier, request, checks)
+            details["steps"].append({"tier": tier, "state": step.state, "drawn": step.drawn, "passing": step.passing})
+            said = _step_words(step, self.agreement)
+            if step.state == AGREED:
+                assert step.kept is not None
+                details["accepted_sample"] = step.kept.attempt.sample
+                return step.kept.generation, RouteDecision(self.name, tier, _reason(notes, said + "; accepted", tier, escalated),
+                                                           escalated, details, accepted=True, state=AGREED)
+            later = self._better_later(position, step.state, calibration)
+            if later is None:
+                kept = step.kept or step.first
+                assert kept is not None
+                details["accepted_sample"] = kept.attempt.sample
+                return kept.generation, RouteDecision(
+                    self.name, tier, _reason(notes, said + "; kept: no later tier is expected to do better", tier, escalated),
+                    escalated, details, accepted=step.kept is not None, state=step.state)
+            notes.append(said + "; moved on")
+            position, escalated = later, True
+        generation = yield from self.one(chain[-1], request)
+        reason = _reason(notes, "", chain[-1], escalated) if notes else f"answered by {chain[-1]}"
+        last_state = details["steps"][-1]["state"] if details["steps"] else None
+        return generation, RouteDecision(self.name, chain[-1], reason, escalated, details, accepted=False,
+                                         state=last_state)
 
-        passing = sum(len(v) for v in clusters.values())
-        if passing:
-            why = f"only {passing} of {opts.small_samples} small answers passed the visible examples (agreement needs {opts.agreement})"
-        else:
-            why = f"{opts.small_samples} small answer(s) failed the visible examples; first failure: {first_failure}"
-        return self._escalate(request, calls, attempts, details, why)
+    def _better_later(self, position: int, state: str, calibration) -> int | None:  # type: ignore[no-untyped-def]
+        """The first later tier expected to do better than tier `position` in `state` (module docstring)."""
+        names = self.tiers.names
+        own = calibration.expected(names[position], state)
+        for later in range(position + 1, len(names)):
+            other = calibration.expected_after(names[later], names[position], state)
+            if own is None or other is None:
+                return position + 1  # nothing known: the chain's order
+            if other > own:
+                return later
+        return None
 
-    def _samples(self, request, small, calls, attempts):  # type: ignore[no-untyped-def]
-        """Small samples 0, 1, ... in batches of `sample_batch` (one backend call per batch; a
-        batch costs the time of its longest member), yielded one at a time for checking."""
+    # -- one tier's step ---------------------------------------------------------------------------
+    def step(self, tier: str, request: GenerationRequest, checks: TaskChecks) -> Generator[Need, Any, StepOutcome]:
+        """Draw and check answers of `tier` until the state is decided (module docstring)."""
         opts = self.options.cascade
-        index = 0
-        batch_no = 0
-        while index < opts.small_samples:
-            size = min(opts.sample_batch, opts.small_samples - index)
+        budget = opts.small_samples
+        recorded = available_samples(self.tiers.backend(tier), request.task_id)
+        if recorded is not None:
+            budget = min(budget, recorded)  # a replayed tier has no answer beyond its recording
+        outcome = StepOutcome(tier, FAILED, None, examples=len(checks.examples))
+        passing: list[_Passing] = []
+        repaired = not (opts.repair and self._can_repair(tier))
+        if opts.self_tests and self._can_repair(tier) and budget > 0:
+            checks = yield from self._self_tests(tier, request, checks)
+        while outcome.drawn < budget:
+            size = min(self.agreement if outcome.drawn == 0 else opts.sample_batch, budget - outcome.drawn)
             requests = [with_sample(request, i, None if i == 0 else opts.sample_temperature)
-                        for i in range(index, index + size)]
-            if size == 1:
-                generations = [self.call(small, requests[0], calls, attempts)]
-                records = [attempts[-1]]
-            else:
-                generations = self.call_batch(small, requests, calls, attempts, batch=batch_no)
-                records = attempts[-size:]
-            for offset, (req, gen, record) in enumerate(zip(requests, generations, records)):
-                yield index + offset, req, gen, record
-            index += size
-            batch_no += 1
+                        for i in range(outcome.drawn, outcome.drawn + size)]
+            served: list[Served] = yield Generate(tier, requests)
+            outcome.drawn += size
+            runs = yield Execute([checks.job(code_for(self.tiers, tier, s_req, s.generation, checks.entry_point))
+                                  for s_req, s in zip(requests, served)])  # type: ignore[arg-type]
+            outcome.answers += served
+            for req, s, run in zip(requests, served, runs):
+                result, vector = judge(checks, run)
+                s.attempt.check = result
+                if outcome.first is None:
+                    outcome.first, outcome.first_check = s, result
+                if not result.passed and not repaired:
+                    repaired = True
+                    fixed = yield from self._repair(tier, req, s, result, checks)
+                    if fixed is not None:
+                        s, result, vector = fixed
+                if result.passed:
+                    passing.append(_Passing(s.attempt.sample, s, vector))
+                    state = self._state(passing)
+                    if state is not None:
+                        outcome.state, outcome.kept, outcome.passing = state, _best(passing), len(passing)
+                        return outcome
+        outcome.passing = len(passing)
+        if passing:
+            outcome.state, outcome.kept = LONE, _best(passing)
+        return outcome
 
-    def _escalate(self, request, calls, attempts, details, why: str) -> RoutedAnswer:  # type: ignore[no-untyped-def]
-        generation = self.call(self.tiers.large, request, calls, attempts)
-        decision = RouteDecision(self.name, self.tiers.large_name, f"escalated: {why}", True, details)
-        return RoutedAnswer(generation, decision, calls, attempts)
+    def _state(self, passing: list[_Passing]) -> str | None:
+        newest = passing[-1]
+        if any(conflict(newest.vector, other.vector) for other in passing[:-1]):
+            return CONFLICT
+        if len(passing) >= self.agreement:
+            return AGREED
+        return None
 
-    # -- repair --------------------------------------------------------------------------------
-    def _can_repair(self, tier_name: str) -> bool:
-        config = self.tiers.configs.get(tier_name)
+    # -- asking the tier (repair, its own tests) ---------------------------------------------------------
+    def _can_repair(self, tier: str) -> bool:
+        """Can the tier be asked something it was not recorded answering (a repair, tests)?"""
+        config = self.tiers.configs.get(tier)
         # a replayed tier has no recorded repair to return
         return config is None or config.backend != "replay"
 
-    def _repair(self, tier, request, generation, result, calls, attempts, entry_point, examples, probes):  # type: ignore[no-untyped-def]
-        failure = result["failure"] or "it failed"
-        mode = tier_mode(self.tiers, tier[0], request, generation)
+    def _self_tests(self, tier: str, request: GenerationRequest, checks: TaskChecks) -> Generator[Need, Any, TaskChecks]:
+        """Ask the tier for tests of the function (routing/self_tests.py); the checks with them."""
+        from routerllm.routing import self_tests
+
+        n = self.options.cascade.self_tests
+        mode = tier_mode(self.tiers, tier, request)
+        assert checks.entry_point is not None
+        (served,) = yield Generate(tier, [self_tests.request_for(request, checks.entry_point, n, mode)], self_tests=True)
+        return checks.with_self_tests(self_tests.parse(served.generation.text, checks.entry_point, n, mode))
+
+    def _repair(self, tier: str, request: GenerationRequest, served: Served, result: CheckResult,
+                checks: TaskChecks) -> Generator[Need, Any, tuple[Served, CheckResult, Vector] | None]:
+        """One more answer from `tier` with its failure fed back; None when that fails too."""
+        failure = result.failure or "it failed"
+        generation = served.generation
+        mode = tier_mode(self.tiers, tier, request, generation)
         if mode == "chat":
             base = request.messages or [{"role": "user", "content": CHAT_INSTRUCTION.format(prompt=request.prompt)}]
-            messages = [
-                *base,
-                {"role": "assistant", "content": generation.text},
-                {"role": "user", "content": REPAIR_INSTRUCTION.format(failure=failure)},
-            ]
+            messages = [*base, {"role": "assistant", "content": generation.text},
+                        {"role": "user", "content": REPAIR_INSTRUCTION.format(failure=failure)}]
             repair_request = dataclasses.replace(request, messages=messages)
         else:
             # a base model continues the prompt: put the failure in a comment after the docstring
             note = f"    # A previous attempt failed: {failure.splitlines()[0][:300]}\n"
             repair_request = dataclasses.replace(request, prompt=request.prompt + note)
-        fixed = self.call(tier, repair_request, calls, attempts, repair=True)
+        (fixed,) = yield Generate(tier, [repair_request], repair=True)
         if mode != "chat":
             # the continuation follows the comment: score it as a continuation of the original prompt
-            fixed = dataclasses.replace(fixed, text=repair_request.prompt[len(request.prompt):] + fixed.text)
-        outcome = self.check(request, tier[0], fixed, entry_point, examples, probes)
-        attempts[-1].update(outcome)
-        return fixed
+            fixed = Served(dataclasses.replace(fixed.generation, text=repair_request.prompt[len(request.prompt):]
+                                               + fixed.generation.text), fixed.attempt)
+        (run,) = yield Execute([checks.job(code_for(self.tiers, tier, request, fixed.generation, checks.entry_point))])  # type: ignore[arg-type]
+        fixed_result, vector = judge(checks, run)
+        fixed.attempt.check = fixed_result
+        return (fixed, fixed_result, vector) if fixed_result.passed else None
 
 
-def _describe(failure: dict[str, Any]) -> str:
-    what = failure.get("error") or f"got {failure.get('got')}"
-    return f"{failure.get('call')} should be {failure.get('expected')}, {what}"
+def _reason(notes: list[str], last: str, tier: str, escalated: bool) -> str:
+    """The steps in order; an escalated answer's reason starts with where it went."""
+    text = "; ".join([*notes, last] if last else notes)
+    return f"escalated to {tier}: {text}" if escalated else text
+
+
+def _best(passing: list[_Passing]) -> Served:
+    """The earliest answer of the largest group of mutually consistent passing answers."""
+    best: list[_Passing] = []
+    for p in passing:
+        group = [q for q in passing if not conflict(p.vector, q.vector)]
+        if len(group) > len(best):
+            best = group
+    return min(best, key=lambda q: q.sample).served
+
+
+def _step_words(step: StepOutcome, agreement: int) -> str:
+    """What a step checked and how it went, in words (no program output)."""
+    head = f"{step.tier}: {step.drawn} answer(s) drawn, {step.passing} passed the {step.examples} visible example(s)"
+    if step.state == AGREED:
+        return head + (f" and {step.passing} agree on the inputs next to them" if agreement > 1 else "")
+    if step.state == CONFLICT:
+        return head + " but disagree on inputs next to them"
+    if step.state == LONE:
+        return head + f" (agreement needs {agreement}; no more answers to draw)"
+    return head
+
+
+def _configured_calibration(options) -> Fixed:  # type: ignore[no-untyped-def]
+    from routerllm.routing.strength import ChainCalibration
+
+    path = getattr(options, "calibration_path", None)
+    return Fixed(ChainCalibration.load(path) if path else None)

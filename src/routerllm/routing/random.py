@@ -12,7 +12,7 @@ import hashlib
 import random as _random
 
 from routerllm.backends.base import GenerationRequest
-from routerllm.routing.base import RoutedAnswer, RouteDecision, Strategy
+from routerllm.routing.base import Plan, RouteDecision, Strategy
 
 
 def request_coin(seed: int, request: GenerationRequest) -> float:
@@ -26,19 +26,17 @@ class RandomStrategy(Strategy):
     name = "random"
     description = "the large tier with probability router.random_p (seeded)"
 
-    def answer(self, request: GenerationRequest, entry_point: str | None = None) -> RoutedAnswer:
+    def plan(self, request: GenerationRequest, entry_point: str | None = None) -> Plan:
         p = self.options.random_p
         coin = request_coin(self.options.seed, request)
         go_large = coin < p
-        tier = self.tiers.large if go_large else self.small_tier
-        calls: dict[str, int] = {}
-        attempts: list[dict] = []
-        generation = self.call(tier, request, calls, attempts)
+        tier = self.tiers.large_name if go_large else self.small_tier[0]
+        generation = yield from self.one(tier, request)
         decision = RouteDecision(
             self.name,
-            tier[0],
+            tier,
             f"coin {coin:.3f} {'<' if go_large else '>='} p={p:g}",
             escalated=False,
             details={"coin": coin, "p": p, "seed": self.options.seed},
         )
-        return RoutedAnswer(generation, decision, calls, attempts)
+        return generation, decision

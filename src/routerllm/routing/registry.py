@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from routerllm.exceptions import RoutingError
 from routerllm.routing.base import Strategy, Tiers
 from routerllm.routing.cascade import CascadeStrategy
 from routerllm.routing.heuristic import HeuristicStrategy
 from routerllm.routing.large import LargeStrategy
-from routerllm.routing.learned import LearnedStrategy
 from routerllm.routing.random import RandomStrategy
 from routerllm.routing.small import SmallStrategy
 
@@ -25,7 +24,6 @@ STRATEGIES: dict[str, type[Strategy]] = {
         RandomStrategy,
         HeuristicStrategy,
         CascadeStrategy,
-        LearnedStrategy,
     )
 }
 
@@ -41,13 +39,22 @@ def strategy_names() -> list[str]:
 
 
 def build_strategy(
-    name: str, tiers: Tiers, options: "RouterSection", sandbox: "Sandbox | None" = None
+    name: str, tiers: Tiers, options: "RouterSection", sandbox: "Sandbox | None" = None, **kwargs: Any
 ) -> Strategy:
-    """Make the strategy registered under `name`; unknown names raise RoutingError listing them."""
+    """Make the strategy registered under `name` (`kwargs` go to its class: the cascade takes
+    `calibration=`); unknown names raise RoutingError listing them."""
     cls = STRATEGIES.get(name)
     if cls is None:
-        raise RoutingError(
-            f"unknown routing strategy {name!r}",
-            fix=f"use one of: {', '.join(STRATEGIES)} (router.strategy / router.strategies / --strategies)",
-        )
-    return cls(tiers, options, sandbox=sandbox)
+        raise RoutingError(f"unknown routing strategy {name!r}", fix=unknown_strategy_fix(name))
+    return cls(tiers, options, sandbox=sandbox, **kwargs)
+
+
+REMOVED = {
+    "learned": "the 'learned' router was removed: cross-validated, it did not beat random routing on every "
+               "recorded pair (README, 'Routing'); the cascade covers its use",
+}
+
+
+def unknown_strategy_fix(name: str) -> str:
+    known = f"use one of: {', '.join(STRATEGIES)} (router.strategy / router.strategies / --strategies)"
+    return f"{REMOVED[name]}; {known}" if name in REMOVED else known

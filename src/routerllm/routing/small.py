@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from routerllm.backends.base import GenerationRequest
-from routerllm.routing.base import RoutedAnswer, RouteDecision, Strategy
+from routerllm.routing.base import Plan, RouteDecision, Strategy
 
 
 class SmallStrategy(Strategy):
     name = "small"
     description = "always the cheapest small tier"
 
-    def answer(self, request: GenerationRequest, entry_point: str | None = None) -> RoutedAnswer:
-        calls: dict[str, int] = {}
-        attempts: list[dict] = []
-        tier = self.small_tier
-        generation = self.call(tier, request, calls, attempts)
-        decision = RouteDecision(self.name, tier[0], "always the small tier", escalated=False)
-        return RoutedAnswer(generation, decision, calls, attempts)
+    def plan(self, request: GenerationRequest, entry_point: str | None = None) -> Plan:
+        tier = self.small_tier[0]
+        generation = yield from self.one(tier, request)
+        return generation, RouteDecision(self.name, tier, "always the small tier", escalated=False)

@@ -1,0 +1,52 @@
+"""Scoring answers with a task's hidden tests, in the sandbox, for `routerllm compare` and
+`routerllm calibrate` (routing never sees these verdicts; calibration only on other tasks).
+
+    scorer = TaskScorer(sandbox, tiers, timeout_s=10)
+    verdicts = scorer.score_many([(task, tier_name, request, generation), ...])   # parallel, cached
+
+The program is the code the answer stands for (routing/code.py, the same reading the cascade's
+checks use) followed by the task's tests and `check(entry_point)`. Verdicts are cached per answer
+(tier and generation cache key), so an answer shared by several systems runs once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from routerllm.routing.code import code_for
+
+if TYPE_CHECKING:
+    from routerllm.backends.base import Generation, GenerationRequest
+    from routerllm.evaluation.humaneval import Task
+    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.routing.base import Tiers
+
+VERDICT_CHARS = 300  # characters of a failing verdict kept in a record
+
+
+@dataclass(frozen=True)
+class Score:
+    passed: bool
+    verdict: str
+
+
+class TaskScorer:
+    def __init__(self, sandbox: "Sandbox", tiers: "Tiers", timeout_s: float) -> None:
+        self.sandbox = sandbox
+        self.tiers = tiers
+        self.timeout_s = timeout_s
+        self._cache: dict[str, Score] = {}
+
+    def score_many(self, items: list[tuple["Task", str, "GenerationRequest", "Generation"]]) -> list[Score]:
+        keys = [f"{tier}|{generation.extra.get('cache_key') or id(generation)}" for _, tier, _, generation in items]
+        todo: dict[str, str] = {}
+        for key, (task, tier, request, generation) in zip(keys, items):
+            if key not in self._cache and key not in todo:
+                code = code_for(self.tiers, tier, request, generation, task.entry_point)
+                todo[key] = f"{code}\n\n{task.test}\n\ncheck({task.entry_point})\n"
+        if todo:
+            verdicts = self.sandbox.run_many(list(todo.values()), timeout_s=self.timeout_s)
+            for key, verdict in zip(todo, verdicts):
+                self._cache[key] = Score(verdict.passed, str(verdict)[:VERDICT_CHARS])
+        return [self._cache[key] for key in keys]
