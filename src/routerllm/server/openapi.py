@@ -171,7 +171,8 @@ def _branches(schema: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def _recorded_tasks(schemas: dict[str, Any], service: "Service") -> None:
     """When every tier replays recorded answers, a request must name a task they all record:
-    `routerllm.task_id` is then required and an enum of those tasks."""
+    `routerllm.task_id` is then required and an enum of those tasks, and `routerllm.sample` at most
+    the last sample every tier records for every one of them."""
     from routerllm.backends.replay import ReplayBackend
 
     backends = [proxy.backend for proxy in service.tiers.proxies.values()]
@@ -184,6 +185,10 @@ def _recorded_tasks(schemas: dict[str, Any], service: "Service") -> None:
     options["properties"]["task_id"] = {"type": "string", "enum": common,
                                         "description": "a HumanEval task every (replay) tier records"}
     options["required"] = ["task_id"]
+    # replay never invents a sample: the schema admits only those every tier records for every task
+    fewest = min(b.samples(task) for b in backends for task in common)
+    if "sample" in options["properties"]:
+        options["properties"]["sample"] = {**options["properties"]["sample"], "maximum": fewest - 1}
     for name in ("CompletionRequest", "ChatCompletionRequest"):
         request = schemas.get(name)
         if request is not None and "routerllm" in request.get("properties", {}):

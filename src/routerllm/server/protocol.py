@@ -36,8 +36,10 @@ MAX_STOP_SEQUENCES = 4
 MAX_NAME_CHARS = 256
 # What `routerllm.entry_point` may be: the name of the function the cascade calls in generated code.
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Seeds are passed on to endpoints as 64-bit signed integers (vLLM, the OpenAI API).
-SEED_RANGE = (-(2**63), 2**63 - 1)
+# Seeds are passed on to endpoints as 64-bit signed integers (vLLM, the OpenAI API), but JSON
+# tools read numbers as IEEE doubles: 2**63 - 1 is not exact there (schemathesis 4.32 sent
+# 9223372036854775999 as "<= maximum"), so the accepted range is the doubles' exact integers.
+SEED_RANGE = (-(2**53 - 1), 2**53 - 1)
 
 
 def _valid_unicode(value: str) -> str:
@@ -60,6 +62,13 @@ def _integral(value: Any) -> Any:
 Text = Annotated[str, AfterValidator(_valid_unicode)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS), AfterValidator(_valid_unicode)]
 Int = Annotated[int, BeforeValidator(_integral)]
+
+
+def bounded_int(low: int, high: int) -> Any:
+    """An integer in [low, high] that also takes 3.0 for 3. The bounds come before the validator:
+    after it, pydantic 2 can no longer fold them into the integer's schema and writes `ge`/`le`,
+    which JSON Schema tools (schemathesis) ignore, instead of `minimum`/`maximum`."""
+    return Annotated[int, Field(ge=low, le=high), BeforeValidator(_integral)]
 
 # --- unsupported OpenAI parameters ---------------------------------------------------------------
 
@@ -127,7 +136,7 @@ class RouterLLMOptions(_Request):
     """Optional routerllm extension of a request (official client: `extra_body={"routerllm": {...}}`)."""
 
     task_id: Name | None = Field(None, description="HumanEval task id, for replay tiers (e.g. HumanEval/3)")
-    sample: Int = Field(0, ge=0, le=2**31 - 1, description="which recorded sample a replay tier answers with")
+    sample: bounded_int(0, 2**31 - 1) = Field(0, description="which recorded sample a replay tier answers with")
     entry_point: Name | None = Field(
         None, description="function name (an ASCII Python identifier, not a keyword) the cascade checks examples against",
         json_schema_extra={"pattern": IDENTIFIER.pattern, "not": {"enum": keyword.kwlist}},
@@ -152,12 +161,12 @@ class _Generation(_Request):
     model: Name = Field(..., description="a strategy ('router': the default one) or a tier; GET /v1/models lists them")
     max_tokens: Int | None = Field(None, description="largest number of tokens to generate (1 to server.max_tokens_limit)")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
-    n: Int = Field(1, ge=1, le=1, description="routerllm answers with one choice")
+    n: bounded_int(1, 1) = Field(1, description="routerllm answers with one choice")
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: Text | Annotated[list[Text], Field(max_length=MAX_STOP_SEQUENCES)] | None = Field(
         None, description=f"at most {MAX_STOP_SEQUENCES} stop sequences")
-    seed: Int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
+    seed: bounded_int(*SEED_RANGE) | None = None
     user: Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(_valid_unicode)] | None = None
     routerllm: RouterLLMOptions | None = None
     # neutral-only OpenAI parameters (see NEUTRAL)
