@@ -300,7 +300,8 @@ class LargeModelManager:
         """Resolve model_id to a checkpoint directory (converting a GGUF once; see model_source)."""
         if self.resolved is None:
             dtype = self.config.dtype if self.config.dtype != "auto" else "bfloat16"
-            self.resolved = resolve_model(self.config.model_id, self.config.gguf_file, dtype=dtype)
+            self.resolved = resolve_model(self.config.model_id, self.config.gguf_file, dtype=dtype,
+                                          split_source=self.config.split_source)
         return self.resolved
 
     def spec(self):
