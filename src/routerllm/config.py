@@ -70,6 +70,12 @@ class ModelConfig(_Section):
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
     bnb_4bit_use_double_quant: bool = True
     use_flash_attention: bool = False
+    cpu_quantization: Literal["none", "int8_dynamic"] = Field(
+        "none",
+        description="int8_dynamic: after loading on the CPU, every nn.Linear becomes torch.ao's dynamic int8 "
+        "Linear (per-channel int8 weights, float32 activations; routerllm.cpu_quant): half the bytes of bf16 "
+        "per token and kernels near the memory bound (bench/bench_generate.py); CPU-only, not with use_4bit/use_8bit",
+    )
     offload_folder: str | None = None
     offload_state_dict: bool = False
     trust_remote_code: bool = False
@@ -121,6 +127,9 @@ class ModelConfig(_Section):
     def _check_consistency(self) -> "ModelConfig":
         if self.use_4bit and self.use_8bit:
             raise ValueError("use_4bit and use_8bit are both true; choose one quantization (set the other to false)")
+        if self.cpu_quantization != "none" and (self.use_4bit or self.use_8bit):
+            raise ValueError(f"cpu_quantization {self.cpu_quantization} replaces bitsandbytes quantization; "
+                             "set use_4bit and use_8bit to false, or cpu_quantization to none")
         if self.max_memory and "disk" in self.max_memory and not self.offload_folder:
             raise ValueError(
                 "max_memory has a 'disk' budget but offload_folder is not set; add offload_folder: ./offload"
