@@ -473,6 +473,10 @@ class LargeModelManager:
         else:
             device_map = dict(plan.device_map)
         places = {_device_key(v) for v in device_map.values()}
+        if cfg.cpu_quantization != "none":
+            from routerllm.cpu_quant import check_placement
+
+            check_placement(cfg.name, places)
         kwargs: dict[str, Any] = dict(dtype=torch_dtype, device_map=device_map, trust_remote_code=cfg.trust_remote_code)
         if "disk" in places:
             root = Path(cfg.offload_folder or "./offload")
@@ -519,6 +523,10 @@ class LargeModelManager:
                 "see the plan (routerllm plan) for the device map that was used",
             ) from exc
         model.eval()
+        if cfg.cpu_quantization == "int8_dynamic":
+            from routerllm.cpu_quant import quantize_int8_dynamic
+
+            notes.append(quantize_int8_dynamic(model))
         if quant is not None:
             # The quantized layers' bf16 source pages stay mapped while any unquantized tensor is
             # still a view into the checkpoint (see procmem); copy those few tensors out.
