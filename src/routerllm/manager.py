@@ -411,7 +411,7 @@ class LargeModelManager:
             if not torch.cuda.is_available():
                 why = "use_flash_attention is set but there is no CUDA device"
             elif importlib.util.find_spec("flash_attn") is None:
-                why = "use_flash_attention is set but flash-attn is not installed (pip install 'routerllm[cuda]')"
+                why = "use_flash_attention is set but flash-attn is not installed (pip install -e '.[cuda]' in the checkout)"
             elif not getattr(model_cls, "_supports_flash_attn", False):
                 why = f"{model_cls.__name__} does not support flash_attention_2"
             else:
