@@ -1,6 +1,8 @@
-"""Every strategy on the local Gemma 3 270M tiers of configs/local_config.yaml (real generation on
-the CPU through the LargeModelManager), through the comparison so that strategies share
-generations. Two tasks and short answers only: this loads and runs the real model twice."""
+"""Every strategy on local Gemma 3 270M tiers (the small tier of configs/local_config.yaml, and a
+copy of it standing in for its large tier: real generation on the CPU through the
+LargeModelManager), through the comparison so that strategies share generations. Two tasks and
+short answers only: this loads and runs the real model twice. (The config's real large tier,
+Qwen2.5-Coder-1.5B, is tested once in tests/test_local_config.py: its loads are expensive.)"""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ def test_every_strategy_on_local_gemma_tiers(tmp_path: Path) -> None:
     config.router.cascade.repair = True
     config.benchmark.track_co2 = True
     small = config.models.small_llms[0]
+    config.models.large_llm = small.model_copy(update={"name": "gemma3_270m_large"})
     for tier in (small, config.models.large_llm):
         tier.max_new_tokens = 48
     outcome = run_comparison(CompareOptions(
@@ -44,9 +47,9 @@ def test_every_strategy_on_local_gemma_tiers(tmp_path: Path) -> None:
     for record in outcome.records:
         cascade = record["systems"]["cascade"]
         first = cascade["attempts"][0]
-        assert first["tier"] == "gemma3_270m_short" and first["examples_passed"] in (True, False)
+        assert first["tier"] == "gemma3_270m" and first["examples_passed"] in (True, False)
         if first["examples_passed"]:
-            assert cascade["tier"] == "gemma3_270m_short" and cascade["passed"] == record["systems"]["small"]["passed"]
+            assert cascade["tier"] == "gemma3_270m" and cascade["passed"] == record["systems"]["small"]["passed"]
         else:
             assert any(a.get("repair") for a in cascade["attempts"])  # one repair, failure fed back
         learned = record["systems"]["learned"]
