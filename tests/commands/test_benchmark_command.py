@@ -14,9 +14,9 @@ from routerllm.exceptions import ConfigError
 
 def test_default_config_follows_the_model():
     cfg, path = load_config_for("gemma3_270m", None)
-    assert Path(path).name == "local_config.yaml" and cfg.models.large_llm.name == "gemma3_270m"
-    cfg, path = load_config_for("gemma3_270m_short", None)
-    assert Path(path).name == "local_config.yaml"
+    assert Path(path).name == "local_config.yaml" and cfg.models.small_llms[0].name == "gemma3_270m"
+    cfg, path = load_config_for("qwen2_5_coder_1_5b", None)
+    assert Path(path).name == "local_config.yaml" and cfg.models.large_llm.name == "qwen2_5_coder_1_5b"
     cfg, path = load_config_for("llama3_405b", None)
     assert Path(path).name == "production_config.yaml"
 

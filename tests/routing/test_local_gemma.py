@@ -1,7 +1,8 @@
-"""Every strategy on the local Gemma 3 270M tiers of configs/local_config.yaml (real generation on
-the CPU through the LargeModelManager), through the comparison so that strategies share
-generations and each tier gets one call per stage. Two tasks and short answers only: this loads
-and runs the real model twice."""
+"""Every strategy on local Gemma 3 270M tiers (the small tier of configs/local_config.yaml, and a
+copy of it standing in for its large tier: real generation on the CPU through the
+LargeModelManager), through the comparison so that strategies share generations. Two tasks and
+short answers only: this loads and runs the real model twice. (The config's real large tier,
+Qwen2.5-Coder-1.5B, is tested once in tests/test_local_config.py: its loads are expensive.)"""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def test_every_strategy_on_local_gemma_tiers(tmp_path: Path) -> None:
     config.router.cascade.small_samples = 2  # two answers (then one repair): what a 270M model can afford here
     config.benchmark.track_co2 = True
     small = config.models.small_llms[0]
+    config.models.large_llm = small.model_copy(update={"name": "gemma3_270m_large"})
     for tier in (small, config.models.large_llm):
         tier.max_new_tokens = 48
     outcome = run_comparison(CompareOptions(
@@ -38,10 +40,10 @@ def test_every_strategy_on_local_gemma_tiers(tmp_path: Path) -> None:
     for record in outcome.records:
         cascade = record.systems["cascade"]
         first = cascade.attempts[0]
-        assert first.tier == "gemma3_270m_short" and first.check is not None and first.timing == "measured"
+        assert first.tier == "gemma3_270m" and first.check is not None and first.timing == "measured"
         assert cascade.energy_kwh is not None  # codecarbon's batch measurement, split by token share
         if cascade.state == "agreed":
-            assert cascade.tier == "gemma3_270m_short" and cascade.accepted
+            assert cascade.tier == "gemma3_270m" and cascade.accepted
         elif not first.check.passed:
             assert any(a.repair for a in cascade.attempts)  # one repair, its failure fed back
     assert outcome.summary.carbon["tracker"].startswith("codecarbon")

@@ -27,7 +27,7 @@ def test_missing_server_extra_says_which_extra_to_install(tmp_path):
     cfg.write_text(yaml.safe_dump(replay_config_dict()))
     out = run_cli("serve", "--config", str(cfg), prelude="import sys; sys.modules['uvicorn'] = None")
     assert out.returncode == 2, out.stderr
-    assert "pip install 'routerllm[server]'" in out.stderr and "uvicorn" in out.stderr
+    assert "pip install -e '.[server]'" in out.stderr and "uvicorn" in out.stderr
 
 
 def test_bad_config_fails_before_serving_naming_the_key(tmp_path):

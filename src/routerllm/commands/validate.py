@@ -36,7 +36,7 @@ The run's log goes to <benchmark.logs_dir>/validate-<timestamp>.log.
 \b
 Examples:
   routerllm validate --config configs/local_config.yaml
-  routerllm validate --config configs/local_config.yaml --tier gemma3_270m_short --save-baseline b.json
+  routerllm validate --config configs/local_config.yaml --tier gemma3_270m --save-baseline b.json
 """
 
 HUMANEVAL_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
