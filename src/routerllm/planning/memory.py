@@ -220,20 +220,34 @@ def activation_bytes(spec: "ModelSpec", tokens: int, batch_size: int, act_dtype_
 
 
 # Transient bytes per parameter of the largest quantized linear while it runs (bitsandbytes 0.50,
-# measured on a 16384x640 layer with /proc VmHWM around one forward, M = 1..64 tokens):
-# - NF4/FP4: the weight is dequantized to the compute dtype for the matmul (CPU gemv_4bit: +2.0
-#   B/param at M = 1 too; CUDA: for prefills, M > 1, `dequantize_4bit` then cuBLAS);
-# - int8 on the CPU: dequantized to float32 (+3.8-4.1 B/param); on CUDA int8 runs as an int8 GEMM
-#   with only outlier columns in fp16, so nothing weight-sized is added.
+# measured on a 16384x640 layer with /proc VmHWM around one forward, M = 1..64 tokens). Which code
+# path a CPU takes depends on the host, so the CPU figures are the largest over the paths:
+# - NF4/FP4, CPU without AVX512-BF16: every forward dequantizes the weight to the compute dtype for
+#   the matmul (gemv_4bit: +2.0-2.2 B/param at M = 1 too);
+# - NF4/FP4, CPU with AVX512-BF16: the first forward of each layer repacks its weight for the fused
+#   kernel (`Linear4bit.forward` -> `functional._convert_weight_packed_for_cpu`: the nibbles are
+#   unpacked to int32, 4 B/param, then copied to uint8 twice; 8.1 B/param measured), later forwards
+#   add almost nothing. So the CPU reserves the repack, 9 B/param;
+# - NF4/FP4 on CUDA: for prefills (M > 1) `dequantize_4bit` to the compute dtype, then cuBLAS;
+# - int8 on a CPU without AVX-512: dequantized to float32 (+3.8-4.1 B/param); with AVX-512 it is
+#   `torch._int_mm` (int8 GEMM, nothing weight-sized); on CUDA an int8 GEMM with only outlier
+#   columns in fp16, nothing weight-sized either.
+NF4_CPU_REPACK_BYTES_PER_PARAM = 9
 INT8_DEQUANT_BYTES_PER_PARAM = {"cpu": 4, "gpu": 0}
 
 
 def dequant_workspace_bytes(model: Any, quantization: str, device_kind: str, compute_dtype_bytes: int = 2) -> int:
     """Workspace of bitsandbytes' matmul on a `device_kind` ('cpu' | 'gpu') device: the largest
-    quantized linear's weight, dequantized for one forward (layers run one at a time)."""
+    quantized linear's transient (dequantized or repacked weight) for one forward (layers run one
+    at a time), the largest over the code paths a host of that kind may take."""
     if quantization == "none":
         return 0
-    per_param = INT8_DEQUANT_BYTES_PER_PARAM[device_kind] if quantization == "int8" else compute_dtype_bytes
+    if quantization == "int8":
+        per_param = INT8_DEQUANT_BYTES_PER_PARAM[device_kind]
+    elif device_kind == "cpu":
+        per_param = max(compute_dtype_bytes, NF4_CPU_REPACK_BYTES_PER_PARAM)
+    else:
+        per_param = compute_dtype_bytes
     names = quantizable_linears(model, quantization)
     if not names or not per_param:
         return 0
