@@ -17,6 +17,15 @@ import types
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wire  # noqa: E402
 
+# Never outlive the owner: bwrap --die-with-parent sets PDEATHSIG, but setpriv's uid change (root
+# mode) clears it (prctl(2): credentials change), so set it again here (PR_SET_PDEATHSIG=1, SIGKILL).
+try:
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
+except Exception:  # noqa: BLE001  (no ctypes: the EOF exit below still applies)
+    pass
+
 REQ = os.dup(0)
 REP = os.dup(1)
 _null = os.open("/dev/null", os.O_RDWR)

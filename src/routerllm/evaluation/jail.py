@@ -92,7 +92,10 @@ def _argv(mode: str, command: list[str] | None = None) -> list[str]:
             "--unshare-cgroup-try"]
     if not root_mode:
         argv += ["--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL"]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
+    # sticky world-writable tmpfs (root mode: the uid is not the owner). Not --as-pid-1: the worker as pid 1
+    # would not get PDEATHSIG from outside (found: an orphan spinning after its owner was SIGKILLed)
+    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
+             "--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
     made: set[str] = {"/", "/proc", "/dev", "/dev/shm", "/tmp", "/var/tmp"}
 
     def dirs(path: str) -> None:  # bwrap would create missing parents 0700: make them 0755 explicitly
@@ -129,7 +132,7 @@ def _argv(mode: str, command: list[str] | None = None) -> list[str]:
     bind(str(WIRE_FILE), f"{JAIL_DIR}/wire.py")
     if root_mode:
         bind(shutil.which("setpriv"), "/usr/bin/setpriv")
-    argv.extend(["--chdir", "/tmp", "--"])
+    argv.extend(["--remount-ro", "/", "--chdir", "/tmp", "--"])
     if root_mode:
         uid = random.randrange(*_UID_RANGE)
         argv.extend(["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
@@ -157,6 +160,19 @@ def _probe() -> str:
             return mode
         errors.append(f"{mode}: {proc.stderr.decode(errors='replace').strip()[:300]}")
     raise SandboxUnavailable(f"bubblewrap cannot isolate here ({'; '.join(errors)})", fix=INSTALL_HINT)
+
+
+def _own_processes() -> int:
+    """Processes (threads count too for RLIMIT_NPROC, roughly) of this uid now."""
+    me, n = os.geteuid(), 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == me:
+                    n += len(os.listdir(f"/proc/{name}/task"))
+            except OSError:
+                pass
+    return n
 
 
 class _Worker:
@@ -338,6 +354,8 @@ class Jail:
                   resource.RLIMIT_FSIZE: FSIZE_BYTES, resource.RLIMIT_NOFILE: NOFILE, resource.RLIMIT_CORE: 0}
         if self.mode == "root":
             limits[resource.RLIMIT_NPROC] = NPROC_ROOT_MODE
+        else:  # the uid is the owner's: allow what it runs now plus the jail's share
+            limits[resource.RLIMIT_NPROC] = _own_processes() + NPROC_ROOT_MODE
         return limits
 
     def _spawn(self) -> _Worker:
