@@ -5,9 +5,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DEMO_CONFIG ?= configs/local_config.yaml
 
-.PHONY: setup demo validate test test-fast bench clean
+.PHONY: setup bwrap demo validate test test-fast bench clean
 
-setup: $(VENV)/.installed
+setup: bwrap $(VENV)/.installed
+
+# The jail for model code (evaluation/jail.py) needs bubblewrap (Debian/Ubuntu package `bubblewrap`)
+# and util-linux `setpriv` (root mode). Installed here when missing and root; otherwise the command.
+bwrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get install -y -q bubblewrap || (apt-get update -q && apt-get install -y -q bubblewrap)); \
+		else echo "bubblewrap missing: run  sudo apt-get install bubblewrap  (the jail refuses to run without it, unless benchmark.unsafe_no_sandbox: true)"; fi; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
