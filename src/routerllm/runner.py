@@ -435,7 +435,8 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
     from routerllm.evaluation.humaneval import load_tasks
     from routerllm.evaluation.metrics import summarize
     from routerllm.evaluation.monitor import ResourceMonitor
-    from routerllm.evaluation.prompting import build_program, build_request, mode_for, postprocess
+    from routerllm.evaluation.programs import build
+    from routerllm.evaluation.prompting import build_request, mode_for, postprocess
 
     config, model = opts.config, opts.model
     if opts.samples < 1:
@@ -507,7 +508,7 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
                     "timing": gen.timing, "tokens_per_s": gen.tokens_per_s, "verdict": None,
                 }
                 if sandbox is not None:
-                    verdict = sandbox.run(build_program(task, completion, mode))
+                    verdict = sandbox.run(build(task, completion, mode).script())
                     entry["verdict"] = verdict.to_dict()
                 entries.append(entry)
         return {"task_id": task.task_id, "model": model.name, "mode": mode, "samples": entries,
@@ -579,10 +580,10 @@ def execute_only(run_dir: str | Path, config: "RouterLLMConfig | None" = None, *
                 part = todo[start:start + chunk]
                 programs = []
                 for record, sample in part:
-                    from routerllm.evaluation.prompting import build_program
+                    from routerllm.evaluation.programs import build
 
                     task = by_id[record["task_id"]]
-                    programs.append(build_program(task, sample["completion"], record.get("mode", "continuation")))
+                    programs.append(build(task, sample["completion"], record.get("mode", "continuation")).script())
                 verdicts = sandbox.run_many(programs, on_done=lambda i, v: bar.update(handle, advance=1))
                 for (record, sample), verdict in zip(part, verdicts):
                     sample["verdict"] = verdict.to_dict()
