@@ -113,6 +113,10 @@ class SandboxError(RouterLLMError):
     pass
 
 
+class SandboxUnavailable(SandboxError):
+    """No isolation is possible here (no bubblewrap, no namespaces); `fix` says how to get it or opt out."""
+
+
 class RoutingError(RouterLLMError):
     pass
 

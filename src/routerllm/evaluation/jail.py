@@ -1,0 +1,379 @@
+"""Run MODEL code in a jail that sees nothing of the host; talk to it in plain data only.
+
+    with Jail(workers=2, timeout_s=10) as jail:
+        with jail.session(source) as s:          # one fresh jailed interpreter per program
+            if s.load.ok:
+                r = s.call("add", (1, 2))          # CallResult(ok=True, value=3)
+
+Guarantees (the trusted side is this module; everything in the jail is hostile):
+* Values cross as plain data (wire.py: tagged JSON, no pickle); anything else is an error result
+  naming the type. Frames are length-prefixed; every request carries a random id and a reply with
+  another id, a malformed frame, one over MAX_REPLY_BYTES, more than MAX_SESSION_BYTES in a session,
+  or a dead worker ends THAT session with an error result; the worker is killed. Nothing the jailed
+  program writes can make this side raise. The program's stdout/stderr are /dev/null.
+* Jail (bubblewrap): new pid, net, ipc, uts, cgroup (and user, unprivileged) namespaces,
+  --die-with-parent, --new-session, --clearenv, an empty root with read-only binds of the system
+  libraries (/usr/lib, /usr/lib64), the interpreter binary and its stdlib directory (site-packages
+  hidden under an empty tmpfs), the worker and wire.py; fresh tmpfs /tmp, /var/tmp, /dev/shm per
+  program; its own /proc; minimal /dev. As root: no user namespace; util-linux `setpriv` (bound
+  read-only) drops to a random uid/gid of its own (>= 2,000,000) with empty bounding, inheritable,
+  ambient, effective and permitted sets and no_new_privs. Unprivileged: a user namespace with uid/gid
+  65534 inside and `--cap-drop ALL`. rlimits: CPU, AS (memory_mb), NPROC (root mode: the uid is the
+  worker's own), FSIZE 64 MiB, NOFILE 256, core 0. No seccomp filter is installed (not done: bwrap
+  needs a compiled BPF program; namespaces + no capabilities + no_new_privs already deny mount,
+  ptrace of host processes, network and setuid).
+* Workers never outlive the owner: bwrap --die-with-parent, and the worker exits on EOF of its
+  request pipe. Every session kills its whole process tree (the pid namespace) on close.
+* unsafe_no_sandbox=True: a plain subprocess with the same rlimits, empty environment, own session.
+  NO isolation from the host (files, network); for machines without bubblewrap, opted into by name.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import queue
+import random
+import resource
+import secrets
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from routerllm.evaluation import wire
+from routerllm.exceptions import SandboxUnavailable
+
+HERE = Path(__file__).resolve().parent
+WORKER_FILE = HERE / "_jail_worker.py"
+WIRE_FILE = HERE / "wire.py"
+JAIL_DIR = "/jail"  # where the worker and wire.py appear inside the jail (read-only)
+MAX_REPLY_BYTES = wire.MAX_BYTES  # one reply frame, bytes
+MAX_SESSION_BYTES = 64 * 1024 * 1024  # all replies of one session, bytes
+FSIZE_BYTES = 64 * 1024 * 1024  # largest file the program may write (tmpfs), bytes
+NOFILE = 256
+NPROC_ROOT_MODE = 64  # processes of the worker's own uid
+_UID_RANGE = (2_000_000, 3_000_000_000)  # root mode: random uid block far above real accounts
+INSTALL_HINT = (
+    "install bubblewrap (`apt-get install bubblewrap`, Debian/Ubuntu) and allow user namespaces when not "
+    "root (`sysctl kernel.unprivileged_userns_clone=1`, `sysctl user.max_user_namespaces=15000`), or opt out "
+    "explicitly with the config key `benchmark.unsafe_no_sandbox: true` (NO isolation from the host)"
+)
+
+
+@dataclass(frozen=True)
+class CallResult:
+    ok: bool
+    value: object = None  # plain data decoded by the trusted side
+    error: str | None = None
+
+
+def _interpreter() -> tuple[str, str]:
+    """(real path of the base interpreter, its stdlib directory)."""
+    exe = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
+    return exe, stdlib
+
+
+def _argv(mode: str, command: list[str] | None = None) -> list[str]:
+    root_mode = mode == "root"
+    exe, stdlib = _interpreter()
+    bwrap = shutil.which("bwrap")
+    argv = [bwrap, "--die-with-parent", "--new-session", "--clearenv", "--setenv", "PATH", "/usr/bin",
+            "--setenv", "LANG", "C.UTF-8", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try"]
+    if not root_mode:
+        argv += ["--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
+    made: set[str] = {"/", "/proc", "/dev", "/dev/shm", "/tmp", "/var/tmp"}
+
+    def dirs(path: str) -> None:  # bwrap would create missing parents 0700: make them 0755 explicitly
+        parts = Path(path).parts
+        for i in range(2, len(parts)):
+            d = str(Path(*parts[:i]))
+            if d not in made:
+                made.add(d)
+                argv.extend(["--perms", "0755", "--dir", d])
+
+    def bind(src: str, dst: str | None = None) -> None:
+        dst = dst or src
+        dirs(dst)
+        argv.extend(["--ro-bind", src, dst])
+        made.add(dst)
+
+    for lib in ("/usr/lib", "/usr/lib64"):
+        if os.path.isdir(lib):
+            bind(lib)
+    for link, target in (("/lib", "usr/lib"), ("/lib64", "usr/lib64"), ("/bin", "usr/bin")):
+        argv.extend(["--symlink", target, link])
+    if not exe.startswith("/usr/lib/"):
+        bind(exe)
+    if not stdlib.startswith("/usr/lib/"):
+        bind(stdlib)
+        libdir = os.path.dirname(stdlib)  # libpythonX.Y.so of a shared build (pyenv) lives here
+        for name in sorted(os.listdir(libdir)):
+            if name.startswith("libpython") and ".so" in name:
+                bind(os.path.realpath(os.path.join(libdir, name)), os.path.join(libdir, name))
+    for hidden in (os.path.join(stdlib, "site-packages"), os.path.join(stdlib, "dist-packages"), "/usr/lib/python3/dist-packages"):
+        if os.path.isdir(hidden):
+            argv.extend(["--tmpfs", hidden])
+    bind(str(WORKER_FILE), f"{JAIL_DIR}/_jail_worker.py")
+    bind(str(WIRE_FILE), f"{JAIL_DIR}/wire.py")
+    if root_mode:
+        bind(shutil.which("setpriv"), "/usr/bin/setpriv")
+    argv.extend(["--chdir", "/tmp", "--"])
+    if root_mode:
+        uid = random.randrange(*_UID_RANGE)
+        argv.extend(["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"])
+    argv.extend(command or [exe, "-I", "-S", "-B", f"{JAIL_DIR}/_jail_worker.py"])
+    return argv
+
+
+@functools.lru_cache(maxsize=1)
+def _probe() -> str:
+    """'root' or 'user' (the bwrap mode that works here); raises SandboxUnavailable."""
+    if sys.platform != "linux" or shutil.which("bwrap") is None:
+        raise SandboxUnavailable("bubblewrap (`bwrap`) is not installed: the jail for model code cannot start",
+                                 fix=INSTALL_HINT)
+    modes = ((["root"] if shutil.which("setpriv") else []) + ["user"]) if os.geteuid() == 0 else ["user"]
+    errors = []
+    for mode in modes:
+        argv = _argv(mode, [_interpreter()[0], "-I", "-S", "-c", "pass"])
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            errors.append(f"{mode}: {exc}")
+            continue
+        if proc.returncode == 0:
+            return mode
+        errors.append(f"{mode}: {proc.stderr.decode(errors='replace').strip()[:300]}")
+    raise SandboxUnavailable(f"bubblewrap cannot isolate here ({'; '.join(errors)})", fix=INSTALL_HINT)
+
+
+class _Worker:
+    def __init__(self, argv: list[str], limits: dict, cwd: str | None, tmpdir: str | None) -> None:
+        self.tmpdir = tmpdir
+        self._log = tempfile.TemporaryFile()  # bwrap's own errors; the worker points fd 2 at /dev/null
+
+        def preexec() -> None:
+            for res, value in limits.items():
+                try:
+                    resource.setrlimit(res, (value, value))
+                except (ValueError, OSError):
+                    pass
+
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                     env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd=cwd or "/",
+                                     start_new_session=True, close_fds=True, preexec_fn=preexec, bufsize=0)
+        self.received = 0
+
+    def log_tail(self) -> str:
+        try:
+            self._log.seek(0)
+            return self._log.read()[-500:].decode(errors="replace").strip()
+        except (OSError, ValueError):
+            return ""
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+        self._log.close()
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+class JailSession:
+    """One program in one fresh worker. Use as a context manager; close() kills everything."""
+
+    def __init__(self, worker: _Worker, source: str, timeout_s: float) -> None:
+        self._w = worker
+        self.timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        self._dead: str | None = None
+        self._lock = threading.Lock()
+        self.load: CallResult = self._request({"op": "load", "source": source})
+
+    def call(self, name: str, args: tuple = (), kwargs: dict | None = None) -> CallResult:
+        if not self.load.ok:
+            return CallResult(False, error=f"program did not load: {self.load.error}")
+        try:
+            msg = {"op": "call", "name": str(name), "args": tuple(args), "kwargs": dict(kwargs or {})}
+            wire.encode(msg)
+        except (wire.WireError, TypeError) as exc:
+            return CallResult(False, error=f"arguments are not plain data: {exc}")
+        return self._request(msg)
+
+    def _end(self, error: str) -> CallResult:
+        self._dead = error
+        self._w.kill()
+        return CallResult(False, error=error)
+
+    def _request(self, msg: dict) -> CallResult:
+        with self._lock:
+            if self._dead:
+                return CallResult(False, error=self._dead)
+            rid = secrets.token_hex(8)
+            frame = wire.encode({"id": rid, **msg})
+            try:
+                self._w.proc.stdin.write(struct.pack(">Q", len(frame)) + frame)
+            except (BrokenPipeError, OSError, ValueError):
+                return self._end(self._death())
+            header = self._read(8)
+            if isinstance(header, CallResult):
+                return header
+            (size,) = struct.unpack(">Q", header)
+            if size > MAX_REPLY_BYTES or self._w.received + size > MAX_SESSION_BYTES:
+                return self._end("output limit")
+            body = self._read(size)
+            if isinstance(body, CallResult):
+                return body
+            try:
+                reply = wire.decode(body)
+            except wire.WireError as exc:
+                return self._end(f"malformed reply ({exc})")
+            if (type(reply) is not dict or reply.get("id") != rid or type(reply.get("ok")) is not bool
+                    or not (reply.get("error") is None or type(reply.get("error")) is str)):
+                return self._end("malformed reply (wrong id or shape)")
+            if reply["ok"]:
+                return CallResult(True, value=reply.get("value"))
+            return CallResult(False, error=reply["error"][:500] or "error")
+
+    def _death(self) -> str:
+        try:
+            rc = self._w.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return "jail died (reply channel closed)"
+        if rc < 0:
+            return f"jail died (signal {-rc})"
+        tail = self._w.log_tail()
+        return f"jail died (exit {rc})" + (f": {tail[-200:]}" if tail and rc == 1 else "")
+
+    def _read(self, n: int) -> bytes | CallResult:
+        fd = self._w.proc.stdout.fileno()
+        chunks, got = [], 0
+        while got < n:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                return self._end(f"timeout after {self.timeout_s:g} s")
+            try:
+                ready, _, _ = select.select([fd], [], [], remaining)
+            except (OSError, ValueError):
+                return self._end(self._death())
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, min(n - got, 1 << 20))
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return self._end(self._death())
+            chunks.append(chunk)
+            got += len(chunk)
+        self._w.received += n
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._dead:
+                self._dead = "session closed"
+            self._w.kill()
+
+    def __enter__(self) -> "JailSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Jail:
+    """A pool of pre-started jailed workers (warm), thread-safe. One fresh worker per session."""
+
+    def __init__(self, *, workers: int = 2, timeout_s: float = 10.0, memory_mb: int = 1024,
+                 unsafe_no_sandbox: bool = False) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1 (got {workers})")
+        self.timeout_s = float(timeout_s)
+        self.memory_mb = int(memory_mb)
+        self.unsafe_no_sandbox = bool(unsafe_no_sandbox)
+        if self.unsafe_no_sandbox:
+            self.mode = "none"
+            self.isolation = "none (unsafe_no_sandbox)"
+        else:
+            self.mode = _probe()
+            self.isolation = "bubblewrap"
+        self._pool: queue.Queue[_Worker] = queue.Queue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._spares = workers
+        for _ in range(workers):
+            self._pool.put(self._spawn())
+
+    def _limits(self) -> dict:
+        cpu = int(self.timeout_s) * 2 + 5  # seconds of CPU; the wall deadline normally ends it first
+        limits = {resource.RLIMIT_CPU: cpu, resource.RLIMIT_AS: self.memory_mb * 1024 * 1024,
+                  resource.RLIMIT_FSIZE: FSIZE_BYTES, resource.RLIMIT_NOFILE: NOFILE, resource.RLIMIT_CORE: 0}
+        if self.mode == "root":
+            limits[resource.RLIMIT_NPROC] = NPROC_ROOT_MODE
+        return limits
+
+    def _spawn(self) -> _Worker:
+        if self.mode == "none":
+            exe, _ = _interpreter()
+            tmp = tempfile.mkdtemp(prefix="routerllm-unsafe-")
+            return _Worker([exe, "-I", "-S", "-B", str(WORKER_FILE)], self._limits(), tmp, tmp)
+        return _Worker(_argv(self.mode), self._limits(), None, None)
+
+    def session(self, source: str, *, timeout_s: float | None = None) -> JailSession:
+        if self._closed:
+            raise RuntimeError("Jail is closed")
+        try:
+            worker = self._pool.get_nowait()
+        except queue.Empty:
+            worker = self._spawn()
+        if not self._closed:  # pre-start the next one
+            self._pool.put(self._spawn())
+        return JailSession(worker, source, self.timeout_s if timeout_s is None else float(timeout_s))
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                self._pool.get_nowait().kill()
+            except queue.Empty:
+                break
+
+    def __enter__(self) -> "Jail":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
