@@ -223,14 +223,15 @@ def _speed_request(tier, new_tokens: int):
 
 def _check(built: Built, tasks, tier, sandbox, threads) -> dict[str, Any]:
     """Greedy answers with the tier's own limits and stops; token ids (re-encoded) and verdicts."""
-    from routerllm.evaluation.prompting import build_program, build_request, mode_for, postprocess
+    from routerllm.evaluation.programs import build
+    from routerllm.evaluation.prompting import build_request, mode_for, postprocess
 
     mode = mode_for(tier)
     requests = [build_request(t, tier) for t in tasks]
     gens = [built.generate([r], threads)[0] for r in requests]
     tokenizer = built.manager.tokenizer
     ids = [tokenizer(g.text, add_special_tokens=False)["input_ids"] for g in gens]
-    programs = [build_program(t, postprocess(t, g.text, mode, r.stop), mode) for t, g, r in zip(tasks, gens, requests)]
+    programs = [build(t, postprocess(t, g.text, mode, r.stop), mode).script() for t, g, r in zip(tasks, gens, requests)]
     verdicts = [sandbox.run(p) for p in programs]
     return {"ids": ids, "passed": [v.passed for v in verdicts], "texts": [g.text for g in gens]}
 

@@ -94,3 +94,16 @@ def test_report_when_the_tiers_score_zero_and_cost_nothing(tmp_path: Path) -> No
     assert "reaches 0.0% pass@1, n/a of the better single tier (small only (tiny), 0.0%)" in md
     assert "GPU cost" not in md.split("\n| system")[0]
     assert TRADEOFF_PNG in {f.name for f in files}
+
+
+def test_the_sandbox_opt_out_is_printed_in_the_report(tmp_path: Path) -> None:
+    isolated = summary()
+    isolated.isolation = "pid+mount+net namespaces"
+    write_report(tmp_path / "a", isolated)
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "ran isolated: pid+mount+net namespaces" in md and "UNSAFE" not in md
+    unsafe = summary()
+    unsafe.unsafe_no_sandbox, unsafe.isolation = True, "UNSAFE (unsafe_no_sandbox): setsid+killpg+subreaper"
+    write_report(tmp_path / "b", unsafe)
+    assert "UNSAFE: benchmark.unsafe_no_sandbox was set" in (tmp_path / "b" / "report.md").read_text()
+    assert "UNSAFE" in (tmp_path / "b" / "report.html").read_text()

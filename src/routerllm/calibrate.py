@@ -166,7 +166,7 @@ def run_calibration(config: "RouterLLMConfig", output: str | Path, num_examples:
     from routerllm.backends.base import make_backend
     from routerllm.config import resolve_replay_paths
     from routerllm.evaluation.humaneval import load_tasks
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.sandbox import open_sandbox
     from routerllm.runner import _progress
     from routerllm.scoring import TaskScorer
     from routerllm.tier_cache import GENERATIONS_FILE, CachedTier, GenerationCache
@@ -186,7 +186,7 @@ def run_calibration(config: "RouterLLMConfig", output: str | Path, num_examples:
                   large=(config.models.large_llm.name, wrapped[config.models.large_llm.name]),
                   configs={m.name: m for m in models})
     bench = config.benchmark
-    with Sandbox(timeout_s=bench.execution_timeout_s, workers=bench.workers) as sandbox:
+    with open_sandbox(bench) as sandbox:
         cascade = CascadeStrategy(tiers, config.router, sandbox=sandbox)
         scorer = TaskScorer(sandbox, tiers, bench.execution_timeout_s)
         try:

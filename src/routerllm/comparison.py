@@ -231,6 +231,7 @@ def summarize_comparison(records: list[TaskRecord], tasks: dict[str, "Task"], co
     models = [*config.models.small_llms, config.models.large_llm]
     summary = ComparisonSummary(
         tasks=len(records),
+        unsafe_no_sandbox=config.benchmark.unsafe_no_sandbox,
         chain=[m.name for m in models],
         timing={m.name: ("modelled" if m.backend == "replay" else "measured") for m in models},
         systems={s: summarize_system(rows) for s, rows in per_system.items() if rows},
@@ -311,7 +312,7 @@ def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
     from routerllm.calibrate import observe
     from routerllm.evaluation.carbon import CarbonTracker, carbon_intensity_kg_per_kwh
     from routerllm.evaluation.humaneval import load_tasks
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.sandbox import open_sandbox
     from routerllm.routing.strength import ChainCalibration, CrossFitted, Fixed
     from routerllm.runner import META_FILE, StopSignal, _progress, atomic_write_json, prepare_run_dir, run_tasks
     from routerllm.scoring import TaskScorer
@@ -335,7 +336,7 @@ def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
     tiers = Tiers(small=[(m.name, wrapped[m.name]) for m in config.models.small_llms],  # type: ignore[misc]
                   large=(config.models.large_llm.name, wrapped[config.models.large_llm.name]), configs=models)  # type: ignore[arg-type]
     own_sandbox = opts.sandbox is None
-    sandbox = opts.sandbox or Sandbox(timeout_s=config.benchmark.execution_timeout_s, workers=config.benchmark.workers)
+    sandbox = opts.sandbox or open_sandbox(config.benchmark)
     scorer = None if opts.skip_execution else TaskScorer(sandbox, tiers, config.benchmark.execution_timeout_s)
     meta = {
         "kind": "comparison",
@@ -424,6 +425,7 @@ def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
         tiers.close()
 
     summary = summarize_comparison(records, by_id, config, systems)
+    summary.isolation = getattr(sandbox, "isolation", None) or None
     summary.status = status
     summary.run_dir = str(run_dir)
     summary.config = meta["config"]

@@ -276,6 +276,8 @@ class ComparisonSummary(_Record):
     oracle_large_share: float | None = None
     learned_cv: LearnedCV | None = None
     calibration: dict[str, Any] = field(default_factory=dict)
+    isolation: str | None = None  # how generated code was isolated (the sandbox's own words)
+    unsafe_no_sandbox: bool = False  # benchmark.unsafe_no_sandbox was set (printed in every report)
     status: str = ""
     run_dir: str | None = None
     config: str | None = None

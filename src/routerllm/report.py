@@ -315,6 +315,11 @@ img{{max-width:100%}}</style></head><body>
 
 def _notes(summary: ComparisonSummary) -> list[str]:
     notes = []
+    if summary.unsafe_no_sandbox:
+        notes.append("UNSAFE: benchmark.unsafe_no_sandbox was set: where this machine could not isolate it, "
+                     f"generated code ran WITHOUT isolation (sandbox: {summary.isolation or 'not started'}).")
+    elif summary.isolation:
+        notes.append(f"Generated code ran isolated: {summary.isolation}.")
     if summary.chain:
         notes.append(f"Tiers, cheapest first: {' -> '.join(summary.chain)} (the last is the large tier).")
     modelled = [k for k, v in summary.timing.items() if v == "modelled"]

@@ -411,10 +411,9 @@ def _status_line(records: list[dict[str, Any]]) -> str:
 
 
 def _sandbox_for(config: "RouterLLMConfig"):
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.sandbox import open_sandbox
 
-    bench = config.benchmark
-    return Sandbox(timeout_s=bench.execution_timeout_s, workers=bench.workers)
+    return open_sandbox(config.benchmark)
 
 
 def _energy_for(gens: list[Any], measured: dict[str, Any], intensity: float | None) -> dict[str, Any] | None:
@@ -435,7 +434,8 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
     from routerllm.evaluation.humaneval import load_tasks
     from routerllm.evaluation.metrics import summarize
     from routerllm.evaluation.monitor import ResourceMonitor
-    from routerllm.evaluation.prompting import build_program, build_request, mode_for, postprocess
+    from routerllm.evaluation.programs import build
+    from routerllm.evaluation.prompting import build_request, mode_for, postprocess
 
     config, model = opts.config, opts.model
     if opts.samples < 1:
@@ -507,7 +507,7 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
                     "timing": gen.timing, "tokens_per_s": gen.tokens_per_s, "verdict": None,
                 }
                 if sandbox is not None:
-                    verdict = sandbox.run(build_program(task, completion, mode))
+                    verdict = sandbox.run(build(task, completion, mode).script())
                     entry["verdict"] = verdict.to_dict()
                 entries.append(entry)
         return {"task_id": task.task_id, "model": model.name, "mode": mode, "samples": entries,
@@ -519,6 +519,7 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
             "model": model.name, "mode": mode, "timing": "modelled" if model.backend == "replay" else "measured",
             "energy_tracking": carbon.describe(), "carbon_intensity_kg_per_kwh": intensity,
             "memory": monitor.summary(), "sandbox": getattr(sandbox, "isolation", None) or None,
+            "unsafe_no_sandbox": config.benchmark.unsafe_no_sandbox,
             "preflight": preflight, "sessions": sessions,
         }
 
@@ -556,7 +557,7 @@ def execute_only(run_dir: str | Path, config: "RouterLLMConfig | None" = None, *
     Resumable: verdicts are saved every `chunk` tasks (atomic rewrite of results.jsonl)."""
     from routerllm.evaluation.humaneval import load_tasks
     from routerllm.evaluation.metrics import summarize
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.sandbox import open_sandbox
 
     run_dir = Path(run_dir)
     results = ResultsLog(run_dir / RESULTS_FILE)
@@ -566,7 +567,7 @@ def execute_only(run_dir: str | Path, config: "RouterLLMConfig | None" = None, *
     by_id = {t.task_id: t for t in load_tasks()}
     todo = [(r, s) for r in records for s in r.get("samples", []) if s.get("verdict") is None]
     bench = config.benchmark if config is not None else None
-    sandbox = Sandbox(timeout_s=bench.execution_timeout_s if bench else 10.0, workers=bench.workers if bench else 2)
+    sandbox = open_sandbox(bench)
     stop = StopSignal()
     status = "complete"
     try:
@@ -579,10 +580,10 @@ def execute_only(run_dir: str | Path, config: "RouterLLMConfig | None" = None, *
                 part = todo[start:start + chunk]
                 programs = []
                 for record, sample in part:
-                    from routerllm.evaluation.prompting import build_program
+                    from routerllm.evaluation.programs import build
 
                     task = by_id[record["task_id"]]
-                    programs.append(build_program(task, sample["completion"], record.get("mode", "continuation")))
+                    programs.append(build(task, sample["completion"], record.get("mode", "continuation")).script())
                 verdicts = sandbox.run_many(programs, on_done=lambda i, v: bar.update(handle, advance=1))
                 for (record, sample), verdict in zip(part, verdicts):
                     sample["verdict"] = verdict.to_dict()
@@ -593,6 +594,7 @@ def execute_only(run_dir: str | Path, config: "RouterLLMConfig | None" = None, *
         sandbox.close()
     previous = read_json(run_dir / SUMMARY_FILE) if (run_dir / SUMMARY_FILE).exists() else {}
     summary = {**previous, **summarize(records, ks=(1, 10, 100)), "status": status, "updated_at": _now(),
-               "executed_by": "execute-only", "sandbox": sandbox.isolation or None}
+               "executed_by": "execute-only", "sandbox": sandbox.isolation or None,
+               "unsafe_no_sandbox": sandbox.unsafe_no_sandbox}
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     return RunOutcome(run_dir=run_dir, records=records, status=status, summary=summary)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from routerllm.evaluation.programs import Program
 from routerllm.routing.code import code_for
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class TaskScorer:
         for key, (task, tier, request, generation) in zip(keys, items):
             if key not in self._cache and key not in todo:
                 code = code_for(self.tiers, tier, request, generation, task.entry_point)
-                todo[key] = f"{code}\n\n{task.test}\n\ncheck({task.entry_point})\n"
+                todo[key] = Program(task.task_id, task.entry_point, code, task.test).script()
         if todo:
             verdicts = self.sandbox.run_many(list(todo.values()), timeout_s=self.timeout_s)
             for key, verdict in zip(todo, verdicts):

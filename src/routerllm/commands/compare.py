@@ -96,6 +96,10 @@ def _print_table(summary) -> None:  # type: ignore[no-untyped-def]
     if not console.is_terminal:
         console.width = 160  # a log or a pipe: do not squeeze the columns to 80
     console.print(table)
+    if summary.unsafe_no_sandbox:
+        console.print(f"[red]UNSAFE: benchmark.unsafe_no_sandbox is set (sandbox: {summary.isolation})[/red]")
+    elif summary.isolation:
+        console.print(f"sandbox: {summary.isolation}")
     line = headline(summary)
     if line:
         console.print(line.replace("**", ""))

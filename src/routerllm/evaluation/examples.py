@@ -526,6 +526,10 @@ def _input_output_blocks(info: _PromptInfo) -> list[Example]:
 def extract_examples(prompt: str, entry_point: str | None = None) -> list[Example]:
     """Every visible example of the function `entry_point` in `prompt` (deduplicated, in order).
     With `entry_point=None` the function is the last `def` in the prompt."""
+    if entry_point is not None:
+        from routerllm.evaluation.programs import check_entry_point
+
+        check_entry_point(entry_point)  # a name, never text spliced into anything
     entry_point = entry_point or detect_entry_point(prompt)
     if not entry_point:
         return []
@@ -571,35 +575,6 @@ def detect_entry_point(prompt: str) -> str | None:
     """The function a free-form prompt asks for: the last top-level-looking `def name(`."""
     names = re.findall(r"^\s*def\s+([A-Za-z_]\w*)\s*\(", prompt, flags=re.MULTILINE)
     return names[-1] if names else None
-
-
-# --- programs ---------------------------------------------------------------------------------------
-
-
-def prompt_context(prompt: str, entry_point: str) -> str:
-    """The prompt without the entry point's stub: its imports and helper functions, which a
-    completion written as a whole program may rely on without repeating them."""
-    try:
-        tree = ast.parse(prompt)
-    except SyntaxError:
-        lines = [ln for ln in prompt.splitlines() if re.match(r"^(import|from)\s", ln)]
-        return "\n".join(lines)
-    kept = [
-        ast.get_source_segment(prompt, node) or ""
-        for node in tree.body
-        if not (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry_point)
-    ]
-    return "\n\n".join(k for k in kept if k)
-
-
-def candidate_code(prompt: str, completion: str, entry_point: str) -> str:
-    """The code a completion stands for: a whole program when it defines `entry_point` itself
-    (chat models, recorded answers), else a continuation of the prompt (base models). Either way
-    the prompt's imports and helpers come first."""
-    if re.search(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", completion, flags=re.MULTILINE):
-        context = prompt_context(prompt, entry_point)
-        return f"{context}\n\n{completion}\n" if context else f"{completion}\n"
-    return prompt + completion + "\n"
 
 
 # --- probes: inputs near the visible ones -----------------------------------------------------------

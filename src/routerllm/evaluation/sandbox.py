@@ -18,9 +18,11 @@ How (see _sandbox_worker.py for the per-program details):
   and, when the runner is root, an unprivileged uid of its own (so RLIMIT_NPROC counts only its
   processes and root's files are read-only to it). After the program every other process in the
   namespace is SIGKILLed and reaped: no grandchild survives.
-* Without `unshare` (or where namespaces are forbidden) it falls back to setsid + killpg + a child
-  subreaper that kills every descendant; that mode has NO network isolation and a shared /tmp,
-  which `Sandbox.isolation` and every Verdict's `isolation` say, and a warning is logged.
+* Without `unshare` (or where namespaces are forbidden) `Sandbox()` refuses (SandboxError with the
+  fix) unless `unsafe_no_sandbox=True` (config `benchmark.unsafe_no_sandbox`): then it falls back to
+  setsid + killpg + a child subreaper that kills every descendant; that mode has NO network
+  isolation and a shared /tmp, which `Sandbox.isolation` and every Verdict's `isolation` say
+  ("UNSAFE ..."), and a warning is logged.
 
 This is defence against runaway and careless code, not a security boundary against code written
 to escape it.
@@ -46,9 +48,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from routerllm.exceptions import SandboxError
+
+if TYPE_CHECKING:
+    from routerllm.config import BenchmarkSection
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +144,7 @@ class _Worker:
             )
         notes = hello.get("notes", [])
         if mode == "none":
-            self.isolation = "setsid+killpg+subreaper; NO network isolation; shared /tmp"
+            self.isolation = "UNSAFE (unsafe_no_sandbox): setsid+killpg+subreaper; NO network isolation; shared /tmp"
         else:
             ns = "user+pid+mount+net" if mode == "user-ns" else "pid+mount+net"
             self.isolation = f"{ns} namespaces" + (f"; {'; '.join(notes)}" if notes else "")
@@ -219,6 +224,7 @@ class Sandbox:
         max_file_bytes: int = 16 << 20,
         max_open_files: int = 256,
         tmpfs_mb: int = 256,
+        unsafe_no_sandbox: bool = False,
     ) -> None:
         if timeout_s <= 0:
             raise SandboxError(f"timeout_s={timeout_s} must be positive", fix="pass timeout_s=10 (seconds)")
@@ -229,6 +235,15 @@ class Sandbox:
         self.timeout_s = float(timeout_s)
         self.num_workers = workers
         self.mode = isolation_mode()
+        self.unsafe_no_sandbox = bool(unsafe_no_sandbox)
+        if self.mode == "none" and not self.unsafe_no_sandbox:
+            raise SandboxError(
+                "this machine cannot isolate generated code (util-linux `unshare` with PID/mount/network "
+                "namespaces failed), and running it unisolated was not asked for",
+                fix="install util-linux and run as root or enable user namespaces (sysctl "
+                    "kernel.unprivileged_userns_clone=1); or, knowing the code then sees this host, set "
+                    "benchmark.unsafe_no_sandbox: true (Sandbox(unsafe_no_sandbox=True))",
+            )
         # real root: every worker runs programs as its own unprivileged uid (not possible in user-ns mode)
         uid_base = random.randrange(*_UID_BASE_RANGE) if self.mode != "user-ns" and os.geteuid() == 0 else None
         # a unique tag in every worker's command line: `ps`/tests can find this sandbox's processes
@@ -350,3 +365,19 @@ class Sandbox:
             for future in [pool.submit(one, i) for i in range(len(programs))]:
                 future.result()
         return results  # type: ignore[return-value]
+
+
+def open_sandbox(bench: "BenchmarkSection | None" = None, *, timeout_s: float | None = None,
+                 workers: int | None = None) -> Sandbox:
+    """The one place a run makes its sandbox from config (`benchmark` section: execution_timeout_s,
+    workers, unsafe_no_sandbox); `timeout_s`/`workers` override (serve: the cascade's limit, one
+    worker per generation thread). The opt-out is logged as a warning every time."""
+    sandbox = Sandbox(
+        timeout_s=timeout_s if timeout_s is not None else (bench.execution_timeout_s if bench else 10.0),
+        workers=workers if workers is not None else (bench.workers if bench else 2),
+        unsafe_no_sandbox=bool(bench and bench.unsafe_no_sandbox),
+    )
+    if sandbox.unsafe_no_sandbox:
+        log.warning("benchmark.unsafe_no_sandbox is set: generated code %s", "runs WITHOUT isolation on this host"
+                    if sandbox.mode == "none" else f"is isolated anyway ({sandbox.mode}: this machine can)")
+    return sandbox

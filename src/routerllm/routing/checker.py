@@ -20,6 +20,7 @@ Three checks, none of them the hidden tests:
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import hashlib
 import json
@@ -74,16 +75,32 @@ def task_checks(prompt: str, entry_point: str | None = None) -> TaskChecks:
     return TaskChecks(entry_point, plain, probes)
 
 
+def _type_word(name: str | None) -> str:
+    """A type or exception name the program reported, shown only when it is a builtin's (the program
+    chooses any other name, `type("<a secret>", (Exception,), {})`, so it is program output)."""
+    if name in _BUILTIN_NAMES or (name or "").startswith(("entry point not defined", "no report")):
+        return str(name)
+    return "non-builtin type"
+
+
+_BUILTIN_NAMES = frozenset(n for n in dir(builtins) if isinstance(getattr(builtins, n), type)) | {"NoneType"}
+
+
 def _describe(example: PlainExample, outcome: CallOutcome) -> str:
+    """The failed example's call and expected value (prompt text) and what KIND of result came
+    back (a type name, an exception's type name, a time-out): no program output."""
     call = f"{example.function}({', '.join(repr(a) for a in example.args)})"
     if example.wrapper is not None:
         call = f"{example.wrapper[0]}({call}{''.join(', ' + repr(a) for a in example.wrapper[1])})"
     if outcome.kind == "value":
-        got = f"got {outcome.value!r}"[:200] if outcome.digest is None else "got a large value"
+        # never the returned value itself: this text reaches the repair prompt, whose answer a
+        # `serve` client reads (issue 9: serve returns no program output)
+        kind = outcome.detail if outcome.digest is not None else type(outcome.value).__name__
+        got = f"got a different value (a {_type_word(kind)})"
     elif outcome.kind == "error":
-        got = f"raised {outcome.detail}"
+        got = f"raised {_type_word(outcome.detail)}"
     elif outcome.kind == "opaque":
-        got = f"returned a {outcome.detail} (not plain data)"
+        got = f"returned a {_type_word(outcome.detail)} (not plain data)"
     else:
         got = outcome.kind if outcome.kind == "timeout" else "did not finish"
     return f"{call} should be {example.expected!r}"[:300] + f", {got}"
@@ -106,7 +123,7 @@ def judge(checks: TaskChecks, run: Execution) -> tuple[CheckResult, Vector]:
     result = CheckResult(examples_total=n, examples_passed=0, near_probes=len(checks.probes),
                          load_error=run.load_error, check_s=run.duration_s)
     if run.load_error is not None:
-        result.failure = f"the code could not be called ({run.load_error})"
+        result.failure = f"the code could not be called ({_type_word(run.load_error)})"
         return result, [None] * len(checks.probes)
     for index, (example, outcome) in enumerate(zip(checks.examples, run.calls[:n])):
         if _example_passed(example, outcome):

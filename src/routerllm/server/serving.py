@@ -101,9 +101,10 @@ class Service:
         """The one place the server makes its sandbox pool. One worker per generation thread
         (server.max_concurrency): every request that is generating can check its answer at once,
         so slow checks (a program that runs to cascade.example_timeout_s) never queue others."""
-        from routerllm.evaluation.sandbox import Sandbox
+        from routerllm.evaluation.sandbox import open_sandbox
 
-        return Sandbox(timeout_s=self.config.router.cascade.example_timeout_s, workers=self.server.max_concurrency)
+        return open_sandbox(self.config.benchmark, timeout_s=self.config.router.cascade.example_timeout_s,
+                            workers=self.server.max_concurrency)
 
     def close(self) -> None:
         self.queue.close()
