@@ -47,6 +47,10 @@ DDR4_8CH_BPS = 204.8e9
 DDR5_8CH_BPS = 307.2e9
 DDR4_4CH_BPS = 102.4e9
 DDR4_2CH_BPS = 51.2e9
+# CPU matmul peak per core: 2.5 GHz x 32 FP32 FLOP/cycle (AVX2/AVX-512 parts with two 256-bit FMA
+# ports: 2 ports x 8 lanes x 2 FLOP; Intel and AMD optimization reference manuals). A ceiling: bf16
+# on a CPU without AVX512_BF16/AMX converts to fp32 and runs slower still.
+CPU_FLOPS_PER_CORE = 2.5e9 * 32  # FLOP/s
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class GPUModel:
     bandwidth_bps: float  # B/s, HBM/GDDR peak
     host_link_bps: float  # B/s, host <-> GPU, one direction
     source: str
+    flops: float = 100e12  # FLOP/s, dense bf16/fp16 tensor-core peak (no sparsity)
 
 
 # Memory sizes are the boards' nominal sizes in the unit their HBM comes in (80 GB HBM2e = 80 GiB,
@@ -68,19 +73,22 @@ GPU_MODELS: dict[str, GPUModel] = {
     g.name: g
     for g in [
         GPUModel("A100-40GB", 40 * GiB, 1.555e12, PCIE4_X16_BPS,
-                 "NVIDIA A100 datasheet: 40 GB HBM2, 1,555 GB/s; PCIe Gen4"),
+                 "NVIDIA A100 datasheet: 40 GB HBM2, 1,555 GB/s; PCIe Gen4; 312 TFLOPS bf16 dense", 312e12),
         GPUModel("A100-80GB", 80 * GiB, 2.039e12, PCIE4_X16_BPS,
-                 "NVIDIA A100 datasheet: 80 GB HBM2e, 2,039 GB/s (SXM); PCIe Gen4"),
+                 "NVIDIA A100 datasheet: 80 GB HBM2e, 2,039 GB/s (SXM); PCIe Gen4; 312 TFLOPS bf16 dense", 312e12),
         GPUModel("H100-80GB", 80 * GiB, 3.35e12, PCIE5_X16_BPS,
-                 "NVIDIA H100 datasheet: 80 GB HBM3, 3.35 TB/s (SXM); PCIe Gen5"),
+                 "NVIDIA H100 datasheet: 80 GB HBM3, 3.35 TB/s (SXM); PCIe Gen5; 989 TFLOPS bf16 dense (1,979 sparse)", 989e12),
         GPUModel("H200", 141 * GB, 4.8e12, PCIE5_X16_BPS,
-                 "NVIDIA H200 datasheet: 141 GB HBM3e, 4.8 TB/s (SXM); PCIe Gen5"),
+                 "NVIDIA H200 datasheet: 141 GB HBM3e, 4.8 TB/s (SXM); PCIe Gen5; 989 TFLOPS bf16 dense (1,979 sparse)", 989e12),
         GPUModel("RTX3090", 24 * GiB, 936e9, PCIE4_X16_BPS,
-                 "NVIDIA GeForce RTX 3090 specs: 24 GB GDDR6X, 936 GB/s; PCIe Gen4"),
+                 "NVIDIA GeForce RTX 3090 specs: 24 GB GDDR6X, 936 GB/s; PCIe Gen4; 71 TFLOPS fp16 tensor dense with "
+                 "fp32 accumulate (NVIDIA Ampere GA102 whitepaper)", 71e12),
         GPUModel("RTX4090", 24 * GiB, 1008e9, PCIE4_X16_BPS,
-                 "NVIDIA GeForce RTX 4090 specs: 24 GB GDDR6X, 1,008 GB/s; PCIe Gen4"),
+                 "NVIDIA GeForce RTX 4090 specs: 24 GB GDDR6X, 1,008 GB/s; PCIe Gen4; 165 TFLOPS fp16 tensor dense "
+                 "with fp32 accumulate (NVIDIA Ada Lovelace whitepaper)", 165.2e12),
         GPUModel("L40S", 48 * GB, 864e9, PCIE4_X16_BPS,
-                 "NVIDIA L40S datasheet: 48 GB GDDR6 with ECC, 864 GB/s; PCIe Gen4 x16"),
+                 "NVIDIA L40S datasheet: 48 GB GDDR6 with ECC, 864 GB/s; PCIe Gen4 x16; 362 TFLOPS bf16 dense "
+                 "(733 sparse)", 362e12),
     ]
 }
 _GPU_ALIASES = {
@@ -126,6 +134,7 @@ class GPU:
     memory_bytes: int  # B
     bandwidth_bps: float  # B/s
     host_link_bps: float = PCIE4_X16_BPS  # B/s, one direction
+    flops: float = 100e12  # FLOP/s, dense bf16 tensor peak (GPU_MODELS; 100 TFLOPS when unknown)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +156,9 @@ class Hardware:
     cpu_ram_bps: float  # B/s
     detected: bool = False
     sources: tuple[str, ...] = field(default=())
+    # CPU matmul peak, FLOP/s: what CPU-executed layers compute at on a named profile (a detected
+    # machine's CPU is measured instead: planning.profile)
+    cpu_flops: float = 4 * CPU_FLOPS_PER_CORE
 
     @property
     def gpu_count(self) -> int:
@@ -173,8 +185,10 @@ class Hardware:
 
 # --- named profiles ------------------------------------------------------------------------------
 
-# cpu-only laptop: 16 GB RAM, dual-channel DDR4-3200 (51.2 GB/s), 512 GB PCIe Gen3 NVMe (3.5 GB/s).
-_LAPTOP = dict(cpu_ram=16 * GB, cpu_ram_bps=DDR4_2CH_BPS, disk=512 * GB, disk_bps=NVME_GEN3_BPS)
+# cpu-only laptop: 16 GB RAM, dual-channel DDR4-3200 (51.2 GB/s), 512 GB PCIe Gen3 NVMe (3.5 GB/s),
+# 4 cores.
+_LAPTOP = dict(cpu_ram=16 * GB, cpu_ram_bps=DDR4_2CH_BPS, disk=512 * GB, disk_bps=NVME_GEN3_BPS,
+               cpu_flops=4 * CPU_FLOPS_PER_CORE)
 
 PROFILE_EXAMPLES = [
     "1xA100-40GB", "1xA100-80GB", "2xA100-80GB", "3xA100-80GB", "4xA100-80GB", "8xA100-80GB",
@@ -200,7 +214,8 @@ def get_profile(name: str) -> Hardware:
     if text.lower() in ("cpu-laptop", "cpu-only", "cpu-only-laptop", "laptop", "cpu"):
         return Hardware(
             name="cpu-laptop", gpus=(), host_link_bps=0.0, detected=False,
-            sources=("typical laptop: 16 GB dual-channel DDR4-3200 (51.2 GB/s), PCIe Gen3 NVMe 3.5 GB/s",),
+            sources=("typical laptop: 16 GB dual-channel DDR4-3200 (51.2 GB/s), PCIe Gen3 NVMe 3.5 GB/s, "
+                     "4 cores (CPU_FLOPS_PER_CORE each)",),
             **_LAPTOP,
         )
     match = _PROFILE_RE.match(text)
@@ -218,7 +233,8 @@ def get_profile(name: str) -> Hardware:
         )
     model = GPU_MODELS[gpu_name]
     host = _HOSTS[gpu_name]
-    gpus = tuple(GPU(i, gpu_name, model.memory_bytes, model.bandwidth_bps, model.host_link_bps) for i in range(count))
+    gpus = tuple(GPU(i, gpu_name, model.memory_bytes, model.bandwidth_bps, model.host_link_bps, model.flops)
+                 for i in range(count))
     return Hardware(
         name=f"{count}x{gpu_name}",
         gpus=gpus,
@@ -237,6 +253,15 @@ def list_profiles() -> list[str]:
 
 
 # --- detection -----------------------------------------------------------------------------------
+
+
+def _flops_for(gpu_name: str) -> float:
+    """Dense bf16 FLOP/s for a detected GPU name (GPU_MODELS when recognised, else 100 TFLOPS)."""
+    upper = gpu_name.upper().replace(" ", "")
+    for key, model in GPU_MODELS.items():
+        if key.split("-")[0].upper() in upper:
+            return model.flops
+    return 100e12
 
 
 def _bandwidth_for(gpu_name: str) -> tuple[float, float]:
@@ -265,7 +290,7 @@ def _detect_gpus() -> list[GPU]:
                 name = name.decode() if isinstance(name, bytes) else name
                 mem = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
                 bw, link = _bandwidth_for(name)
-                gpus.append(GPU(i, name, mem, bw, link))
+                gpus.append(GPU(i, name, mem, bw, link, _flops_for(name)))
         finally:
             pynvml.nvmlShutdown()
         if gpus:
@@ -279,7 +304,7 @@ def _detect_gpus() -> list[GPU]:
             for i in range(torch.cuda.device_count()):
                 props = torch.cuda.get_device_properties(i)
                 bw, link = _bandwidth_for(props.name)
-                gpus.append(GPU(i, props.name, int(props.total_memory), bw, link))
+                gpus.append(GPU(i, props.name, int(props.total_memory), bw, link, _flops_for(props.name)))
     except Exception as exc:  # noqa: BLE001
         logger.debug("torch.cuda unavailable: %s", exc)
     return gpus
@@ -307,6 +332,7 @@ def detect_hardware(offload_folder: str | os.PathLike = ".") -> Hardware:
         disk_bps=NVME_GEN4_BPS,
         cpu_ram_bps=DDR4_4CH_BPS,
         detected=True,
+        cpu_flops=(os.cpu_count() or 1) * CPU_FLOPS_PER_CORE,  # planning.profile measures it when CPUs compute
         sources=(
             "GPUs: NVML / torch.cuda; RAM: psutil.virtual_memory().total; disk: shutil.disk_usage(offload_folder)",
             "bandwidths not measured: GPU datasheet by name, NVMe Gen4 6.8 GB/s, DDR4 4-channel 102.4 GB/s assumed",

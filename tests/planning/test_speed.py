@@ -44,3 +44,46 @@ def test_plan_speed_orders_sensibly():
     assert fits.verdict == "fits_gpu" and offload.verdict in ("cpu_offload", "disk_offload")
     assert fits.decode_tokens_per_s > 5 * offload.decode_tokens_per_s
     assert fits.predicted_load_time_s > 0
+
+
+# --- throughput of a batch: predict / predict_tokens_per_s / auto_batch_size ------------------------
+
+from routerllm.planning.speed import auto_batch_size, max_batch_size, predict, predict_tokens_per_s  # noqa: E402
+
+
+def test_offloaded_weights_stream_once_per_step_whatever_the_batch():
+    p = plan(get_spec("llama3_405b"), get_profile("2xA100-80GB").with_overrides(cpu_ram=200 * GB),
+             PlanOptions(quantization="nf4"))
+    one = predict(p, 1, prompt_tokens=160, new_tokens=300)
+    sixteen = predict(p, 16, prompt_tokens=160, new_tokens=300)
+    # the step is dominated by streaming cpu/disk weights, which the batch shares
+    assert one.terms_s["stream disk"] == sixteen.terms_s["stream disk"] > 1.0
+    assert sixteen.step_s < 1.05 * one.step_s
+    assert sixteen.tokens_per_s > 10 * one.tokens_per_s
+    assert predict_tokens_per_s(p, 16, prompt_tokens=160, new_tokens=300) == pytest.approx(sixteen.tokens_per_s)
+    # the step time agrees with the plan's own decode bound at batch 1 (plus framework and compute)
+    assert one.step_s == pytest.approx(1 / p.decode_tokens_per_s, rel=0.05)
+
+
+def test_gpu_resident_decode_is_memory_bound_until_compute_catches_up():
+    p = plan(get_spec("llama3_70b"), get_profile("2xH100-80GB"), PlanOptions(quantization="nf4", context_length=2048))
+    small = predict(p, 1, prompt_tokens=0, new_tokens=100)
+    big = predict(p, 512, prompt_tokens=0, new_tokens=100)
+    assert small.terms_s["memory 0"] > small.terms_s["compute 0"]
+    assert big.terms_s["compute 0"] > big.terms_s["memory 0"]  # 2 FLOP/param x 512 rows outruns HBM
+    assert big.decode_tokens_per_s < 512 * small.decode_tokens_per_s
+
+
+def test_auto_batch_is_bounded_by_the_memory_left_for_kv():
+    spec = get_spec("llama3_70b")
+    hw = get_profile("2xH100-80GB")
+    p = plan(spec, hw, PlanOptions(quantization="nf4", context_length=4096))
+    n = max_batch_size(p, context_length=4096, max_new_tokens=512)
+    # every row needs its KV cache (80 layers x 8 heads x 128 x 2 x 2 B x 4096 tokens = 1.34 GB) on the GPUs
+    gpu_room = sum(d.budget_bytes - d.total_bytes + d.kv_bytes for d in p.devices if isinstance(d.device, int))
+    assert 1 < n <= gpu_room / spec.kv_cache_bytes(4096, 1, 2)
+    big = plan(spec, hw, PlanOptions(quantization="nf4", context_length=4096, batch_size=n))
+    assert big.verdict == "fits_gpu"  # the planner agrees that batch fits
+    auto = auto_batch_size(p, context_length=4096, max_new_tokens=512)
+    assert 1 <= auto <= n
+    assert auto_batch_size(p, context_length=4096 * 8, max_new_tokens=512) < auto

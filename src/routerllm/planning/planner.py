@@ -98,6 +98,14 @@ class DevicePlan:
     layers: list[int] = field(default_factory=list)
     quantized: bool = False  # whether Linear weights here are quantized
     offload_staging_bytes: int = 0  # main GPU: the largest offloaded module, copied in for its forward
+    # what a decoding step does with this device's modules (speed.predict): parameters of its
+    # linears (2 FLOPs each per token), their shapes ("in x out": count), its distinct tensors
+    # (accelerate hooks move each offloaded one per forward), and the weight bytes a step reads
+    # (an untied input embedding is looked up, not read whole)
+    matmul_params: int = 0
+    linear_shapes: dict[str, int] = field(default_factory=dict)
+    tensor_count: int = 0
+    read_bytes: int = 0
 
     @property
     def num_layers(self) -> int:
@@ -308,6 +316,7 @@ def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
     kv_final = _kv_by_device(spec, placement, tokens, batch, kv_nbytes, gpu_ids) if options.reserve_runtime else {}
     devices: list[DevicePlan] = []
     used = list(dict.fromkeys(list(placement.device_map.values())))
+    work = _work_by_device(model, placement.device_map, dtype)
     order = gpu_ids + ["cpu", "disk"]
     for d in order:
         w = placement.weight_bytes_by_device.get(d, 0)
@@ -324,6 +333,10 @@ def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
             total_bytes=w + kv + act + over + stage, offload_staging_bytes=stage,
             budget_bytes=caps[d] if d != "cpu" else caps["cpu"] - fixed_overhead["cpu"],
             layers=placement.layers_by_device.get(d, []), quantized=d in placement.quantized_on,
+            matmul_params=work.get(d, {}).get("matmul_params", 0),
+            linear_shapes=dict(work.get(d, {}).get("linear_shapes", {})),
+            tensor_count=work.get(d, {}).get("tensor_count", 0),
+            read_bytes=max(0, w - work.get(d, {}).get("lookup_bytes", 0)),
         ))
 
     weight_total = memory.weight_bytes_total(spec, options.quantization, dtype)
@@ -387,7 +400,50 @@ def _spec_summary(spec: Any) -> dict[str, Any]:
         "path": spec.path, "num_layers": spec.num_layers, "hidden_size": spec.hidden_size,
         "num_attention_heads": spec.num_attention_heads, "num_kv_heads": spec.num_kv_heads,
         "head_dim": spec.head_dim, "vocab_size": spec.vocab_size, "param_count": spec.param_count,
+        "intermediate_size": spec.intermediate_size, "max_position_embeddings": spec.max_position_embeddings,
+        "layer_windows": spec.layer_windows(),
+        "lm_head_params": spec.vocab_size * spec.hidden_size,
+        "lm_head_shape": f"{spec.hidden_size}x{spec.vocab_size}",
     }
+
+
+def _work_by_device(model: Any, device_map: dict[str, Any], dtype: str) -> dict[Any, dict[str, Any]]:
+    """Per device of `device_map`: matmul parameters, linear shapes ("in x out": count), distinct
+    parameter tensors, and bytes of untied input embeddings (looked up, not read, per step)."""
+    from torch import nn
+
+    from routerllm.planning.placement import device_of
+
+    out: dict[Any, dict[str, Any]] = {}
+
+    def slot(dev: Any) -> dict[str, Any]:
+        return out.setdefault(dev, {"matmul_params": 0, "linear_shapes": {}, "tensor_count": 0, "lookup_bytes": 0})
+
+    seen: set[int] = set()
+    for name, param in model.named_parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        slot(device_of(name, device_map))["tensor_count"] += 1
+    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    out_w = getattr(out_emb, "weight", None)
+    nbytes = memory.dtype_bytes(dtype)
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if weight is None or weight.dim() != 2:
+            continue
+        dev = device_of(name, device_map)
+        if isinstance(module, nn.Embedding):
+            if weight is not out_w:
+                slot(dev)["lookup_bytes"] += weight.numel() * nbytes
+            continue
+        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
+            in_f, out_f = (weight.shape[1], weight.shape[0]) if isinstance(module, nn.Linear) else weight.shape
+            s = slot(dev)
+            s["matmul_params"] += weight.numel()
+            key = f"{int(in_f)}x{int(out_f)}"
+            s["linear_shapes"][key] = s["linear_shapes"].get(key, 0) + 1
+    return out
 
 
 def _kv_by_device(spec: Any, placement: Any, tokens: int, batch: int, kv_nbytes: int, gpu_ids: list[int]) -> dict[Any, int]:
