@@ -1,11 +1,11 @@
 """Run a list of jail sessions and print their results as wire hex (used by test_jail_attacks in
-both modes: in-process as root, and as a subprocess under an unprivileged uid)."""
+both modes: as a subprocess as root, and under an unprivileged uid)."""
 import json
-import resource
 import sys
 
 from routerllm.evaluation import wire
 from routerllm.evaluation.jail import Jail
+from routerllm.procmem import peak_rss_bytes
 
 
 def run(plan: dict) -> dict:
@@ -19,7 +19,9 @@ def run(plan: dict) -> dict:
                     r = s.call(name, tuple(args))
                     rows.append([r.ok, r.value, r.error])
             out.append(rows)
-    return {"mode": mode, "results": out, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork + exec, so a driver
+    # started by a large pytest process would report pytest's peak
+    return {"mode": mode, "results": out, "maxrss_kb": peak_rss_bytes() // 1024}
 
 
 if __name__ == "__main__":
