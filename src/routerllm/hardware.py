@@ -255,26 +255,25 @@ def list_profiles() -> list[str]:
 # --- detection -----------------------------------------------------------------------------------
 
 
-def _flops_for(gpu_name: str) -> float:
-    """Dense bf16 FLOP/s for a detected GPU name (GPU_MODELS when recognised, else 100 TFLOPS)."""
-    upper = gpu_name.upper().replace(" ", "")
-    for key, model in GPU_MODELS.items():
-        if key.split("-")[0].upper() in upper:
-            return model.flops
-    return 100e12
-
-
-def _bandwidth_for(gpu_name: str) -> tuple[float, float]:
-    """(HBM B/s, host link B/s) for a detected GPU name, from GPU_MODELS when recognised."""
+def _model_for(gpu_name: str) -> GPUModel | None:
+    """The GPU_MODELS entry a detected GPU name matches, or None."""
     upper = gpu_name.upper().replace(" ", "")
     for key, model in GPU_MODELS.items():
         base = key.split("-")[0].upper()
         if base in upper:
             if base == "A100" and "40GB" in key and "80" in upper:
                 continue
-            return model.bandwidth_bps, model.host_link_bps
-    logger.info("no bandwidth figure for GPU %r; assuming 1 TB/s and PCIe Gen4", gpu_name)
-    return 1.0e12, PCIE4_X16_BPS
+            return model
+    return None
+
+
+def _detected_gpu(index: int, name: str, memory_bytes: int) -> GPU:
+    """A detected GPU with its datasheet figures by name (GPU_MODELS), else assumed ones."""
+    model = _model_for(name)
+    if model is None:
+        logger.info("no bandwidth figure for GPU %r; assuming 1 TB/s and PCIe Gen4", name)
+        return GPU(index, name, memory_bytes, 1.0e12, PCIE4_X16_BPS)
+    return GPU(index, name, memory_bytes, model.bandwidth_bps, model.host_link_bps, model.flops)
 
 
 def _detect_gpus() -> list[GPU]:
@@ -289,8 +288,7 @@ def _detect_gpus() -> list[GPU]:
                 name = pynvml.nvmlDeviceGetName(handle)
                 name = name.decode() if isinstance(name, bytes) else name
                 mem = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
-                bw, link = _bandwidth_for(name)
-                gpus.append(GPU(i, name, mem, bw, link, _flops_for(name)))
+                gpus.append(_detected_gpu(i, name, mem))
         finally:
             pynvml.nvmlShutdown()
         if gpus:
@@ -303,8 +301,7 @@ def _detect_gpus() -> list[GPU]:
         if torch.cuda.is_available():
             for i in range(torch.cuda.device_count()):
                 props = torch.cuda.get_device_properties(i)
-                bw, link = _bandwidth_for(props.name)
-                gpus.append(GPU(i, props.name, int(props.total_memory), bw, link, _flops_for(props.name)))
+                gpus.append(_detected_gpu(i, props.name, int(props.total_memory)))
     except Exception as exc:  # noqa: BLE001
         logger.debug("torch.cuda unavailable: %s", exc)
     return gpus

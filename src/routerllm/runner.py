@@ -77,12 +77,17 @@ def atomic_write_json(path: Path, data: Any) -> None:
     """Write JSON so that a reader (or a crash) sees the old file or the new one, never half."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a failed write (disk full, interrupted) leaves no temporary file behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     _fsync_dir(path.parent)
 
 
@@ -557,6 +562,7 @@ def execute_only(run_dir: str | Path, config: "RouterLLMConfig | None" = None, *
     Resumable: verdicts are saved every `chunk` tasks (atomic rewrite of results.jsonl)."""
     from routerllm.evaluation.humaneval import load_tasks
     from routerllm.evaluation.metrics import summarize
+    from routerllm.evaluation.programs import build
     from routerllm.evaluation.sandbox import open_sandbox
 
     run_dir = Path(run_dir)
@@ -580,8 +586,6 @@ def execute_only(run_dir: str | Path, config: "RouterLLMConfig | None" = None, *
                 part = todo[start:start + chunk]
                 programs = []
                 for record, sample in part:
-                    from routerllm.evaluation.programs import build
-
                     task = by_id[record["task_id"]]
                     programs.append(build(task, sample["completion"], record.get("mode", "continuation")).script())
                 verdicts = sandbox.run_many(programs, on_done=lambda i, v: bar.update(handle, advance=1))

@@ -1,10 +1,10 @@
 """A small on-disk JSON cache for planning facts (model structure walks, CPU matmul profiles).
 
 Where: `$ROUTERLLM_CACHE/planning`, else `$XDG_CACHE_HOME/routerllm/planning`, else
-`~/.cache/routerllm/planning` (the XDG Base Directory default). Writes are atomic (a temporary
-file in the same folder, then `os.replace`), so a reader never sees half an entry; an entry that
-cannot be read or parsed is ignored and recomputed; a cache folder that cannot be written only
-costs the recomputation. Set `ROUTERLLM_PLANNING_CACHE=0` to bypass it.
+`~/.cache/routerllm/planning` (the XDG Base Directory default). Writes are atomic
+(runner.atomic_write_json: a temporary file in the same folder, then `os.replace`), so a reader
+never sees half an entry; an entry that cannot be read or parsed is ignored and recomputed; a
+cache folder that cannot be written only costs the recomputation. Set `ROUTERLLM_PLANNING_CACHE=0` to bypass it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from routerllm.runner import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -70,16 +71,6 @@ def store(kind: str, key: str, value: Any) -> None:
     path = path_of(kind, key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"format": FORMAT, "key": key, "value": value}, fh)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write_json(path, {"format": FORMAT, "key": key, "value": value})
     except OSError as exc:
         logger.debug("cannot write planning cache entry %s: %s", path, exc)
