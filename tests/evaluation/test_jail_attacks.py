@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -37,8 +38,25 @@ def _jail_processes(marker: str) -> list[str]:
     return found
 
 
+@pytest.fixture(scope="module")
+def readable_copy():
+    """The driver and the package copied where uid 65534 can read them: a checkout may sit in a
+    0700 directory (CI clones into `mktemp -d`), and the unprivileged driver must open both."""
+    base = Path(tempfile.mkdtemp(prefix="routerllm-jail-tests-"))
+    try:
+        os.chmod(base, 0o755)
+        shutil.copytree(ROOT / "src" / "routerllm", base / "src" / "routerllm",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(DRIVER, base / DRIVER.name)
+        for path in [base, *base.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(params=["root", "unprivileged"])
-def run(request, tmp_path):
+def run(request, readable_copy):
     mode = request.param
     if mode == "root" and os.geteuid() != 0:
         pytest.skip("root mode needs root (CI runs as root)")
@@ -52,12 +70,15 @@ def run(request, tmp_path):
         # own peak, after the suite has loaded models, says nothing about the jail)
         if mode == "root":
             argv = [sys.executable, str(DRIVER)]
+            src = ROOT / "src"
         else:
-            argv = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", SYSTEM_PY, str(DRIVER)]
+            argv = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", SYSTEM_PY,
+                    str(readable_copy / DRIVER.name)]
+            src = readable_copy / "src"
         proc = subprocess.run(
             argv,
             input=plan.encode(), capture_output=True, timeout=120, cwd="/",
-            env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+            env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
         )
         if proc.returncode != 0 and b"not permitted" in proc.stderr:
             pytest.skip(f"unprivileged bubblewrap not allowed here: {proc.stderr[-200:]!r}")

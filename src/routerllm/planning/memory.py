@@ -229,11 +229,13 @@ def activation_bytes(spec: "ModelSpec", tokens: int, batch_size: int, act_dtype_
 #   unpacked to int32, 4 B/param, then copied to uint8 twice; 8.1 B/param measured), later forwards
 #   add almost nothing. So the CPU reserves the repack, 9 B/param;
 # - NF4/FP4 on CUDA: for prefills (M > 1) `dequantize_4bit` to the compute dtype, then cuBLAS;
-# - int8 on a CPU without AVX-512: dequantized to float32 (+3.8-4.1 B/param); with AVX-512 it is
-#   `torch._int_mm` (int8 GEMM, nothing weight-sized); on CUDA an int8 GEMM with only outlier
-#   columns in fp16, nothing weight-sized either.
+# - int8 on a CPU that does not take `torch._int_mm`: dequantized to float32 at every forward
+#   (+3.8-4.0 B/param at later forwards; the first forward peaks higher, 4.42 B/param measured on an
+#   AVX512-BF16 CI host), so the CPU reserves 5 B/param; with `torch._int_mm` (int8 GEMM) nothing
+#   weight-sized; on CUDA an int8 GEMM with only outlier columns in fp16, nothing weight-sized either.
 NF4_CPU_REPACK_BYTES_PER_PARAM = 9
-INT8_DEQUANT_BYTES_PER_PARAM = {"cpu": 4, "gpu": 0}
+INT8_CPU_FLOAT32_DEQUANT_BYTES_PER_PARAM = 4  # the weight dequantized to float32: 4 B/param
+INT8_DEQUANT_BYTES_PER_PARAM = {"cpu": 5, "gpu": 0}
 
 
 def dequant_workspace_bytes(model: Any, quantization: str, device_kind: str, compute_dtype_bytes: int = 2) -> int:
