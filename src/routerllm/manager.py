@@ -523,6 +523,12 @@ class LargeModelManager:
                 "see the plan (routerllm plan) for the device map that was used",
             ) from exc
         model.eval()
+        if "disk" in places:
+            from routerllm.offload_io import keep_offload_files_open
+
+            if keep_offload_files_open(model):
+                notes.append("disk-offloaded weights read through safetensors handles kept open "
+                             "(accelerate 1.16 reopens the file for every tensor at every forward)")
         if cfg.cpu_quantization == "int8_dynamic":
             from routerllm.cpu_quant import quantize_int8_dynamic
 
