@@ -45,8 +45,8 @@ def test_json_is_complete_and_device_map_is_usable(capsys):
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     for key in ("model", "hardware", "options", "device_map", "no_split_modules", "max_memory", "devices",
-                "offloaded_modules", "verdict", "reason", "suggestions", "predicted_load_time_s",
-                "decode_tokens_per_s", "parallel", "min_gpus"):
+                "offloaded_modules", "verdict", "reason", "suggestions", "load_time_floor_s", "tokens_per_s_ceiling",
+                "decode_tokens_per_s_ceiling", "throughput", "estimates", "parallel", "min_gpus"):
         assert key in data, key
     assert data["device_map"] == {"": "cpu"}
     assert data["no_split_modules"] == ["Gemma3DecoderLayer"]

@@ -39,7 +39,9 @@ class PlanOptions:
     quantization: Literal["none", "int8", "nf4"] = "none"
     dtype: str = "bfloat16"
     context_length: int = 4096
-    batch_size: int = 1
+    batch_size: int | Literal["auto"] = 1  # "auto": batching.search (may move layers off GPU for a batch)
+    prompt_tokens: int = speed.DEFAULT_PROMPT_TOKENS  # per task, for the throughput figures (HumanEval ~160)
+    max_new_tokens: int = 512  # per task, for the throughput figures (config models.*.max_new_tokens)
     max_memory: dict[int | str, int] | None = None
     offload_folder: str | None = None
     gpu_headroom_fraction: float = 0.05  # kept free for the CUDA caching allocator's fragmentation
@@ -58,10 +60,16 @@ class PlanOptions:
             raise PlanError(f"options.dtype={self.dtype!r} is unsupported", fix=f"use one of: {', '.join(memory.DTYPE_BYTES)}")
         if self.kv_dtype is not None and self.kv_dtype not in memory.DTYPE_BYTES:
             raise PlanError(f"options.kv_dtype={self.kv_dtype!r} is unsupported", fix=f"use one of: {', '.join(memory.DTYPE_BYTES)}")
-        for name in ("context_length", "batch_size"):
+        for name in ("context_length", "batch_size", "max_new_tokens"):
             value = getattr(self, name)
+            if name == "batch_size" and value == "auto":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise PlanError(f"options.{name}={value!r} must be a positive integer", fix=f"pass {name}=1 or more")
+                raise PlanError(f"options.{name}={value!r} must be a positive integer"
+                                + (" or 'auto'" if name == "batch_size" else ""), fix=f"pass {name}=1 or more")
+        if not isinstance(self.prompt_tokens, int) or isinstance(self.prompt_tokens, bool) or self.prompt_tokens < 0:
+            raise PlanError(f"options.prompt_tokens={self.prompt_tokens!r} must be an integer >= 0",
+                            fix="pass prompt_tokens=160 (a HumanEval prompt) or your prompts' length")
         for name in ("gpu_headroom_fraction", "cpu_headroom_fraction"):
             value = getattr(self, name)
             if not 0 <= value < 1:
@@ -135,15 +143,37 @@ class Plan:
     verdict: Verdict
     reason: str
     suggestions: list[str]
-    predicted_load_time_s: float
-    decode_tokens_per_s: float  # per sequence, upper bound
-    aggregate_tokens_per_s: float
+    load_time_floor_s: float  # read + copy at datasheet bandwidths: a real load takes longer
+    decode_tokens_per_s_ceiling: float  # per sequence, at the plan's batch (speed.predict: 1 / step)
+    tokens_per_s_ceiling: float  # the whole batch, prefill included (speed.predict)
     parallel: list[dict[str, Any]]
     min_gpus: int | None
     bnb_fp32_cpu_offload: bool = False  # pass llm_int8_enable_fp32_cpu_offload=True to BitsAndBytesConfig
     weight_bytes_total: int = 0  # all weights as transformers + bitsandbytes hold them
     notes: list[str] = field(default_factory=list)
     parallel_weight_bytes_total: int = 0  # all weights as vLLM holds them (the TP x PP table)
+    # aggregate ceilings at batch 1, 4, 16, 64 and the plan's batch (batching.throughput_table)
+    throughput: list[dict[str, Any]] = field(default_factory=list)
+    tasks_per_hour_ceiling: float = 0.0  # at the plan's batch, every task generating max_new_tokens
+    batch_choice: dict[str, Any] | None = None  # batch_size "auto": batching.search's candidates and reason
+    estimates: dict[str, Any] = field(default_factory=dict)  # floors on 50 / 164 tasks at the plan's batch
+
+    # the names before the floor/ceiling wording (kept for callers; not in to_dict)
+    @property
+    def predicted_load_time_s(self) -> float:
+        return self.load_time_floor_s
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.decode_tokens_per_s_ceiling
+
+    @property
+    def aggregate_tokens_per_s(self) -> float:
+        return self.tokens_per_s_ceiling
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.options.get("batch_size") or 1)
 
     def device(self, device: int | str) -> DevicePlan:
         for d in self.devices:
@@ -226,24 +256,59 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
         options = replace(options, max_memory={(int(k) if isinstance(k, str) and k.isdigit() else k): v
                                                for k, v in options.max_memory.items()})
     options.validate()
+    from routerllm.planning import batching
     from routerllm.planning.placement import _SWAP_LOCK
 
     # the meta model is shared per spec and briefly altered while accelerate sizes it: one plan at a time
+    plans: dict[int, Plan] = {}
+
+    def plan_at(batch: int) -> Plan:
+        if batch not in plans:
+            plans[batch] = _plan_once(spec, hardware, replace(options, batch_size=batch))
+        return plans[batch]
+
+    # the meta model is shared per spec and briefly altered while accelerate sizes it: one plan at a time
     with _SWAP_LOCK:
-        result = _plan(spec, hardware, options)
-        if (options.quantization != "none" and "disk" in set(result.device_map.values())
-                and not any(isinstance(v, int) for v in result.device_map.values())):
-            # a cpu+disk map needs llm_int8_enable_fp32_cpu_offload, under which bitsandbytes quantizes
-            # nothing that is on cpu or disk: the load is a plain one at the load dtype, so plan that
-            plain = _plan(spec, hardware, replace(options, quantization="none"))
-            plain.options = options.to_dict()
-            plain.bnb_fp32_cpu_offload = True
-            plain.notes.insert(0, f"{options.quantization} has no effect here: with no GPU the map needs disk, and "
-                               "bitsandbytes keeps every cpu/disk module at the load dtype "
-                               "(llm_int8_enable_fp32_cpu_offload); planned as an unquantized load")
-            plain.suggestions = [s for s in plain.suggestions if "4-bit" not in s]
-            result = plain
+        if options.batch_size == "auto":
+            result, choice = batching.search(plan_at)
+            result.batch_choice = choice
+        else:
+            result = plan_at(int(options.batch_size))
+        _finish(result)
+        result.throughput = batching.throughput_table(result, lambda b: _finish(plan_at(b)))
+        result.estimates = batching.task_estimates(result)
         return result
+
+
+def _finish(result: Plan) -> Plan:
+    """The speed figures of the plan at its own batch (speed.predict)."""
+    from routerllm.planning import batching
+
+    batch = result.batch_size
+    prompt, new = batching.task_shape(result)
+    pred = speed.predict(result, batch, prompt_tokens=prompt, new_tokens=new)
+    result.decode_tokens_per_s_ceiling = 1.0 / pred.step_s
+    result.tokens_per_s_ceiling = pred.tokens_per_s
+    result.tasks_per_hour_ceiling = 3600.0 * batch / pred.total_s
+    return result
+
+
+def _plan_once(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
+    """One plan at options.batch_size (an int); a quantized cpu+disk map is planned as the plain load it is."""
+    result = _plan(spec, hardware, options)
+    if (options.quantization != "none" and "disk" in set(result.device_map.values())
+            and not any(isinstance(v, int) for v in result.device_map.values())):
+        # a cpu+disk map needs llm_int8_enable_fp32_cpu_offload, under which bitsandbytes quantizes
+        # nothing that is on cpu or disk: the load is a plain one at the load dtype, so plan that
+        plain = _plan(spec, hardware, replace(options, quantization="none"))
+        plain.options = options.to_dict()
+        plain.bnb_fp32_cpu_offload = True
+        plain.notes.insert(0, f"{options.quantization} has no effect here: with no GPU the map needs disk, and "
+                           "bitsandbytes keeps every cpu/disk module at the load dtype "
+                           "(llm_int8_enable_fp32_cpu_offload); planned as an unquantized load")
+        plain.suggestions = [s for s in plain.suggestions if "4-bit" not in s]
+        result = plain
+    return result
 
 
 def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
@@ -382,9 +447,9 @@ def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
         verdict=verdict,
         reason=reason,
         suggestions=suggestions,
-        predicted_load_time_s=est.load_time_s,
-        decode_tokens_per_s=est.decode_tokens_per_s,
-        aggregate_tokens_per_s=est.aggregate_tokens_per_s,
+        load_time_floor_s=est.load_time_s,
+        decode_tokens_per_s_ceiling=est.decode_tokens_per_s,  # replaced by speed.predict in _finish
+        tokens_per_s_ceiling=est.aggregate_tokens_per_s,
         parallel=[r.to_dict() for r in rows],
         min_gpus=need,
         bnb_fp32_cpu_offload=bnb_flag,

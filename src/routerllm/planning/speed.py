@@ -348,7 +348,11 @@ def auto_batch_size(plan: Any, *, context_length: int, max_new_tokens: int) -> i
     """The batch for `batch_size: auto`: at most what the memory left for KV cache and activations
     allows on the layer-holding devices (max_batch_size, capped at MAX_AUTO_BATCH), and of those
     the smallest whose decoding throughput ceiling is within 10% of the largest's (a bigger batch
-    then only adds latency). At least 1."""
+    then only adds latency). At least 1. A plan made with `batch_size="auto"` (planning.batching.search,
+    which may have moved layers off the GPUs for its batch) answers with the batch it chose."""
+    choice = getattr(plan, "batch_choice", None)
+    if choice and int(plan.options.get("context_length") or 0) >= context_length:
+        return int(choice["chosen"])
     cap = min(MAX_AUTO_BATCH, max_batch_size(plan, context_length=context_length, max_new_tokens=max_new_tokens))
     if cap <= 1:
         return 1
