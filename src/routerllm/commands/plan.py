@@ -59,7 +59,6 @@ def plan_command(
     from routerllm.exceptions import PlanError
     from routerllm.hardware import resolve_hardware
     from routerllm.planning import PlanOptions, plan
-    from routerllm.units import parse_size
 
     if quant not in ("none", "int8", "nf4"):
         raise PlanError(f"--quant {quant!r} is unknown", fix="use --quant none, int8 or nf4")
@@ -69,12 +68,7 @@ def plan_command(
         raise PlanError(f"--nodes {nodes} must be >= 1", fix="pass --nodes 1 or more")
 
     def size(flag: str, value: str | None) -> int | None:
-        if value is None:
-            return None
-        try:
-            return parse_size(value)
-        except ValueError as exc:
-            raise PlanError(f"{flag}: {exc}", fix=f"e.g. {flag} 200GB") from None
+        return parse_size_flag(flag, value)
 
     spec = get_spec(model)
     hw = resolve_hardware(hardware, offload_folder).with_overrides(cpu_ram=size("--cpu-ram", cpu_ram), disk=size("--disk", disk))
@@ -106,6 +100,28 @@ def plan_command(
         _print_rich(result, vllm)
     if engine == "vllm" and vllm is not None and vllm.get("layout") is None:
         raise typer.Exit(1)
+
+
+def parse_size_flag(flag: str, value: str | None) -> int | None:
+    """A size given on the command line, in bytes; a bare number is refused (`--cpu-ram 200` would be
+    200 bytes, never what was meant)."""
+    from routerllm.exceptions import PlanError
+    from routerllm.units import parse_size
+
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        float(text)
+    except ValueError:
+        pass
+    else:
+        raise PlanError(f"{flag} {text}: a size needs a unit (a bare number would mean {text} bytes)",
+                        fix=f"write {flag} {text}GB (decimal) or {flag} {text}GiB (binary)")
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise PlanError(f"{flag}: {exc}", fix=f"e.g. {flag} 200GB") from None
 
 
 def _vllm_section(spec: Any, hw: Any, result: Any, *, tp: int | None, pp: int | None, nodes: int,
@@ -218,19 +234,24 @@ def _print_rich(result: Any, vllm: dict[str, Any] | None) -> None:
                   f"context {result.options['context_length']} x batch {result.options['batch_size']}")
     table = Table(title="Placement (accelerate device map)")
     staging = any(d.offload_staging_bytes for d in result.devices)
-    cols = ["device", "layers", "weights", "KV cache", "activations", "overhead"] + (["offload staging"] if staging else [])
+    cols = (["device", "layers", "weights", "KV cache", "activations", "CUDA context", "headroom"]
+            + (["offload staging"] if staging else []))
     for col in cols + ["total", "budget", "fits"]:
         table.add_column(col, justify="right" if col not in ("device",) else "left")
     for d in result.devices:
         layers = f"{d.num_layers}" + (f" ({d.layers[0]}-{d.layers[-1]})" if d.layers else "")
         table.add_row(str(d.device), layers, _gb(d.weight_bytes) + (" q" if d.quantized else ""), _gb(d.kv_bytes),
-                      _gb(d.activation_bytes), _gb(d.overhead_bytes),
+                      _gb(d.activation_bytes), _gb(d.overhead_bytes), _gb(d.headroom_bytes),
                       *([_gb(d.offload_staging_bytes)] if staging else []), _gb(d.total_bytes),
                       "unlimited" if d.device == "disk" and not d.budget_bytes else _gb(d.budget_bytes),
                       "[green]yes[/]" if d.fits else "[red]no[/]")
     console.print(table)
-    console.print("  (q: quantized weights; budget: the device's capacity, explicit max_memory or the hardware's)")
+    head = result.options.get("gpu_headroom_fraction", 0)
+    console.print(f"  (q: quantized weights; headroom: {head:.0%} of each GPU kept free for the allocator's fragmentation; "
+                  "budget: the device's capacity, explicit max_memory or the hardware's)")
     colour = {"fits_gpu": "green", "cpu_offload": "yellow", "disk_offload": "yellow", "cannot_run": "red"}[result.verdict]
+    for w in result.warnings:
+        console.print(f"[bold yellow]WARNING:[/] {w}")
     console.print(f"Verdict: [bold {colour}]{result.verdict}[/] — {result.reason}")
     for s in result.suggestions:
         console.print(f"  • {s}")

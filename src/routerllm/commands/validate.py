@@ -101,11 +101,12 @@ def _plan_table(plan):
     from rich.table import Table
 
     table = Table(title=f"Plan: {plan.verdict}")
-    for col in ("device", "layers", "weights", "KV cache", "activations", "overhead", "total", "budget"):
+    for col in ("device", "layers", "weights", "KV cache", "activations", "CUDA context", "headroom", "total", "budget"):
         table.add_column(col, justify="left" if col == "device" else "right")
     for d in plan.devices:
         table.add_row(str(d.device), str(len(d.layers)), _fmt(d.weight_bytes), _fmt(d.kv_bytes),
-                      _fmt(d.activation_bytes), _fmt(d.overhead_bytes), _fmt(d.total_bytes), _fmt(d.budget_bytes))
+                      _fmt(d.activation_bytes), _fmt(d.overhead_bytes), _fmt(d.headroom_bytes), _fmt(d.total_bytes),
+                      _fmt(d.budget_bytes))
     return table
 
 
@@ -139,7 +140,6 @@ def run_validation(config_path: str, *, tier: str | None = None, hardware_name: 
     from routerllm.exceptions import RouterLLMError
     from routerllm.hardware import resolve_hardware
     from routerllm.manager import LargeModelManager
-    from routerllm.units import parse_size
 
     console = console or Console(stderr=True)
     cfg = load_config(config_path)
@@ -152,7 +152,9 @@ def run_validation(config_path: str, *, tier: str | None = None, hardware_name: 
 
     profile = hardware_name or cfg.hardware.profile
     hardware = resolve_hardware(profile, model.offload_folder or ".")
-    ram = parse_size(cpu_ram) if cpu_ram else cfg.hardware.cpu_ram
+    from routerllm.commands.plan import parse_size_flag
+
+    ram = parse_size_flag("--cpu-ram", cpu_ram) if cpu_ram else cfg.hardware.cpu_ram
     if ram or cfg.hardware.disk:
         hardware = hardware.with_overrides(cpu_ram=ram, disk=cfg.hardware.disk)
     named = bool(profile) and profile.strip().lower() not in ("detect", "auto", "local", "this")

@@ -100,12 +100,13 @@ class DevicePlan:
     weight_bytes: int
     kv_bytes: int
     activation_bytes: int
-    overhead_bytes: int
-    total_bytes: int
+    overhead_bytes: int  # GPU: the CUDA context
+    total_bytes: int  # weights + KV + activations + overhead + headroom + offload staging
     budget_bytes: int  # the device's capacity (explicit max_memory or the hardware's)
     layers: list[int] = field(default_factory=list)
     quantized: bool = False  # whether Linear weights here are quantized
     offload_staging_bytes: int = 0  # main GPU: the largest offloaded module, copied in for its forward
+    headroom_bytes: int = 0  # GPU: gpu_headroom_fraction of its memory, kept free for allocator fragmentation
     # what a decoding step does with this device's modules (speed.predict): parameters of its
     # linears (2 FLOPs each per token), their shapes ("in x out": count), its distinct tensors
     # (accelerate hooks move each offloaded one per forward), and the weight bytes a step reads
@@ -157,6 +158,7 @@ class Plan:
     tasks_per_hour_ceiling: float = 0.0  # at the plan's batch, every task generating max_new_tokens
     batch_choice: dict[str, Any] | None = None  # batch_size "auto": batching.search's candidates and reason
     estimates: dict[str, Any] = field(default_factory=dict)  # floors on 50 / 164 tasks at the plan's batch
+    warnings: list[str] = field(default_factory=list)  # the plan runs, but probably not as meant
 
     # the names before the floor/ceiling wording (kept for callers; not in to_dict)
     @property
@@ -256,6 +258,7 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
         options = replace(options, max_memory={(int(k) if isinstance(k, str) and k.isdigit() else k): v
                                                for k, v in options.max_memory.items()})
     options.validate()
+    _check_architecture(spec)
     from routerllm.planning import batching
     from routerllm.planning.placement import _SWAP_LOCK
 
@@ -277,7 +280,49 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
         _finish(result)
         result.throughput = batching.throughput_table(result, lambda b: _finish(plan_at(b)))
         result.estimates = batching.task_estimates(result)
+        mpe = spec.max_position_embeddings
+        if mpe and options.context_length > mpe:
+            msg = (f"context_length {options.context_length} is longer than {spec.name}'s max_position_embeddings {mpe}: "
+                   f"positions past {mpe} were never trained (outputs degrade or the rotary cache errors); "
+                   f"plan with --context {mpe} (context_length: {mpe}) or less")
+            logger.warning(msg)
+            result.warnings.append(msg)
         return result
+
+
+# model types transformers' AutoModelForCausalLM builds that have no attention (so no KV cache to size)
+ATTENTION_FREE = {"mamba": "Mamba", "mamba2": "Mamba-2", "falcon_mamba": "Falcon Mamba", "rwkv": "RWKV",
+                  "xlstm": "xLSTM"}
+
+
+def _check_architecture(spec: Any) -> None:
+    """Refuse, naming the architecture, what the planner cannot size: a model that is not a causal
+    (decoder-only) LM transformers can build, or one without attention layers."""
+    if spec.source == "preset":
+        return  # every preset is a decoder-only transformer (tests/test_catalog.py builds them all)
+    mtype = spec.model_type
+    archs = ", ".join(getattr(spec.config, "architectures", None) or []) or mtype
+    fix = ("plan a decoder-only transformer with attention (what transformers' AutoModelForCausalLM builds, e.g. "
+           "llama, mistral, qwen2, gemma3_text, falcon, gpt_bigcode, bloom), or a preset: "
+           + ", ".join(_preset_names()))
+    heads = getattr(spec.config, "num_attention_heads", None)
+    if mtype in ATTENTION_FREE or not heads:
+        kind = ATTENTION_FREE.get(mtype, mtype)
+        raise PlanError(f"{spec.name}: architecture {kind} ({archs}) has no attention layers (a state-space or "
+                        "recurrent model): the planner sizes the KV cache of attention layers and cannot plan it", fix=fix)
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if mtype not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        what = ("an encoder-decoder (sequence-to-sequence) model" if getattr(spec.config, "is_encoder_decoder", False)
+                else "not a causal language model")
+        raise PlanError(f"{spec.name}: architecture {mtype} ({archs}) is {what}: transformers' AutoModelForCausalLM "
+                        "has no class for it, so routerllm can neither plan nor load it", fix=fix)
+
+
+def _preset_names() -> list[str]:
+    from routerllm.catalog import preset_names
+
+    return preset_names()
 
 
 def _finish(result: Plan) -> Plan:
@@ -392,10 +437,13 @@ def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
         if isinstance(d, int) and d not in used and kv == 0:
             act = 0
         over = fixed_overhead.get(d, 0) if d != "cpu" else 0
+        # a GPU's fixed overhead is its CUDA context plus, unless its budget is explicit, the headroom
+        head = int(caps[d] * options.gpu_headroom_fraction) if isinstance(d, int) and not is_explicit[d] else 0
+        over -= head
         stage = staging.get(d, 0)
         devices.append(DevicePlan(
             device=d, weight_bytes=w, kv_bytes=kv, activation_bytes=act, overhead_bytes=over,
-            total_bytes=w + kv + act + over + stage, offload_staging_bytes=stage,
+            total_bytes=w + kv + act + over + head + stage, offload_staging_bytes=stage, headroom_bytes=head,
             budget_bytes=caps[d] if d != "cpu" else caps["cpu"] - fixed_overhead["cpu"],
             layers=placement.layers_by_device.get(d, []), quantized=d in placement.quantized_on,
             matmul_params=work.get(d, {}).get("matmul_params", 0),
@@ -569,8 +617,9 @@ def _verdict(placement: Any, devices: list[DevicePlan], gpu_ids: list[int], opti
         if isinstance(d.device, int) and d.total_bytes > d.budget_bytes:
             return ("cannot_run",
                     f"GPU {d.device} needs {format_size(d.total_bytes)} (weights {format_size(d.weight_bytes)}, "
-                    f"KV {format_size(d.kv_bytes)}, activations {format_size(d.activation_bytes)}, overhead "
-                    f"{format_size(d.overhead_bytes)}) but has {format_size(d.budget_bytes)}", notes)
+                    f"KV {format_size(d.kv_bytes)}, activations {format_size(d.activation_bytes)}, CUDA context "
+                    f"{format_size(d.overhead_bytes)}, headroom {format_size(d.headroom_bytes)}) but has "
+                    f"{format_size(d.budget_bytes)}", notes)
     if used == {"disk"}:
         return ("cannot_run", "every module would be offloaded to disk; accelerate/safetensors cannot dispatch a "
                 "disk-only map (the execution device must hold at least one block)", notes)
@@ -617,7 +666,7 @@ def _suggestions(spec: Any, hardware: Hardware, options: PlanOptions, verdict: s
     gpu_devs = [d for d in devices if isinstance(d.device, int)]
     if gpu_devs:
         weights_all = memory.weight_bytes_total(spec, options.quantization, str(options.dtype).replace("torch.", ""))
-        room = sum(d.budget_bytes - d.overhead_bytes - d.activation_bytes for d in gpu_devs) - weights_all
+        room = sum(d.budget_bytes - d.overhead_bytes - d.headroom_bytes - d.activation_bytes for d in gpu_devs) - weights_all
         per_token = spec.kv_bytes_per_token(kv_nbytes) * options.batch_size
         if room > 0 and per_token > 0:
             max_tokens = int(room // per_token) // 256 * 256

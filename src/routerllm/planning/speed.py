@@ -336,7 +336,7 @@ def max_batch_size(plan: Any, *, context_length: int, max_new_tokens: int) -> in
         act_plan_seq = plan_tokens * act_per_tok * act_b + 2 * int(m["vocab_size"]) * 4
         fixed_act = max(0, d.activation_bytes - plan_batch * act_plan_seq)
         budget = d.budget_bytes
-        used = d.weight_bytes + d.overhead_bytes + d.offload_staging_bytes + fixed_act
+        used = d.weight_bytes + d.overhead_bytes + getattr(d, "headroom_bytes", 0) + d.offload_staging_bytes + fixed_act
         room = budget - used
         per_row = kv_seq[d.device] + act_seq
         n = int(room // per_row) if per_row > 0 and room > 0 else 0
