@@ -15,9 +15,10 @@ machine, in RAM.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from routerllm.exceptions import PlanError
@@ -200,6 +201,20 @@ class Plan:
         out["devices"] = [d.to_dict() for d in self.devices]
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Plan":
+        """The Plan whose to_dict() (as JSON) is `data`."""
+        names = {f.name for f in fields(cls)}
+        dev_names = {f.name for f in fields(DevicePlan)}
+
+        def key(k: Any) -> Any:
+            return int(k) if isinstance(k, str) and k.isdigit() else k
+
+        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs["devices"] = [DevicePlan(**{k: v for k, v in d.items() if k in dev_names}) for d in data["devices"]]
+        kwargs["max_memory"] = {key(k): v for k, v in data["max_memory"].items()}
+        return cls(**kwargs)
+
 
 # --------------------------------------------------------------------------------------------------
 
@@ -259,6 +274,23 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
                                                for k, v in options.max_memory.items()})
     options.validate()
     _check_architecture(spec)
+    from routerllm.planning import cache
+
+    plan_key = _plan_key(spec, hardware, options) if cache.enabled() else None
+    if plan_key is not None:
+        hit = cache.load("plan", plan_key)
+        if isinstance(hit, dict):
+            try:
+                result = Plan.from_dict(hit)
+            except (TypeError, KeyError, ValueError) as exc:  # an entry of another layout: plan again
+                logger.debug("ignoring cached plan %s: %s", plan_key, exc)
+            else:
+                for w in result.warnings:
+                    logger.warning(w)
+                return result
+    from routerllm.planning.walk import cached_spec
+
+    spec = cached_spec(spec)  # facts and the module walk from the on-disk cache: no transformers import
     from routerllm.planning import batching
     from routerllm.planning.placement import _SWAP_LOCK
 
@@ -287,7 +319,45 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
                    f"plan with --context {mpe} (context_length: {mpe}) or less")
             logger.warning(msg)
             result.warnings.append(msg)
+        if plan_key is not None:
+            cache.store("plan", plan_key, json.loads(json.dumps(result.to_dict(), default=str)))
         return result
+
+
+PLAN_FORMAT = 1  # bump when Plan's fields change meaning (new fields invalidate through _code_version)
+
+
+def _code_version() -> str:
+    """A hash of the code a plan depends on (planning/, catalog, hardware, units) and of the library
+    versions that shape it, so an upgraded routerllm, transformers or accelerate never reads a stale plan."""
+    global _CODE_VERSION
+    if _CODE_VERSION is None:
+        import hashlib
+        from importlib import metadata
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for path in sorted(root.glob("*.py")) + [root.parent / n for n in ("catalog.py", "hardware.py", "units.py")]:
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+        for dist in ("transformers", "accelerate", "torch", "bitsandbytes"):
+            try:
+                h.update(f"{dist}={metadata.version(dist)}".encode())
+            except metadata.PackageNotFoundError:
+                h.update(f"{dist}=none".encode())
+        _CODE_VERSION = h.hexdigest()[:16]
+    return _CODE_VERSION
+
+
+_CODE_VERSION: str | None = None
+
+
+def _plan_key(spec: Any, hardware: Hardware, options: PlanOptions) -> str:
+    from routerllm.planning import cache
+
+    return cache.key_of("plan", PLAN_FORMAT, _code_version(), spec.name, spec.model_type, spec.config_dict,
+                        spec.source, spec.path, spec.hub_id, hardware.to_dict(), options.to_dict())
 
 
 # model types transformers' AutoModelForCausalLM builds that have no attention (so no KV cache to size)
@@ -523,8 +593,6 @@ def _spec_summary(spec: Any) -> dict[str, Any]:
 def _work_by_device(model: Any, device_map: dict[str, Any], dtype: str) -> dict[Any, dict[str, Any]]:
     """Per device of `device_map`: matmul parameters, linear shapes ("in x out": count), distinct
     parameter tensors, and bytes of untied input embeddings (looked up, not read, per step)."""
-    from torch import nn
-
     from routerllm.planning.placement import device_of
 
     out: dict[Any, dict[str, Any]] = {}
@@ -532,31 +600,48 @@ def _work_by_device(model: Any, device_map: dict[str, Any], dtype: str) -> dict[
     def slot(dev: Any) -> dict[str, Any]:
         return out.setdefault(dev, {"matmul_params": 0, "linear_shapes": {}, "tensor_count": 0, "lookup_bytes": 0})
 
-    seen: set[int] = set()
-    for name, param in model.named_parameters():
-        if id(param) in seen:
-            continue
-        seen.add(id(param))
+    params, embeddings, linears = _work_items(model)
+    for name in params:
         slot(device_of(name, device_map))["tensor_count"] += 1
-    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    out_w = getattr(out_emb, "weight", None)
     nbytes = memory.dtype_bytes(dtype)
-    for name, module in model.named_modules():
-        weight = getattr(module, "weight", None)
-        if weight is None or weight.dim() != 2:
-            continue
-        dev = device_of(name, device_map)
-        if isinstance(module, nn.Embedding):
-            if weight is not out_w:
-                slot(dev)["lookup_bytes"] += weight.numel() * nbytes
-            continue
-        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
-            in_f, out_f = (weight.shape[1], weight.shape[0]) if isinstance(module, nn.Linear) else weight.shape
-            s = slot(dev)
-            s["matmul_params"] += weight.numel()
-            key = f"{int(in_f)}x{int(out_f)}"
-            s["linear_shapes"][key] = s["linear_shapes"].get(key, 0) + 1
+    for name, numel in embeddings:
+        slot(device_of(name, device_map))["lookup_bytes"] += numel * nbytes
+    for name, numel, key in linears:
+        s = slot(device_of(name, device_map))
+        s["matmul_params"] += numel
+        s["linear_shapes"][key] = s["linear_shapes"].get(key, 0) + 1
     return out
+
+
+def _work_items(model: Any) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int, str]]]:
+    """(distinct parameter names, untied input embeddings (name, numel), linears (name, numel, "in x out")),
+    memoized per meta model (its structure never changes)."""
+    memo = memory._cache(model)
+    if "work_items" not in memo:
+        from torch import nn
+
+        seen: set[int] = set()
+        params = []
+        for name, param in model.named_parameters():
+            if id(param) not in seen:
+                seen.add(id(param))
+                params.append(name)
+        out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        out_w = getattr(out_emb, "weight", None)
+        embeddings, linears = [], []
+        for name, module in model.named_modules():
+            weight = getattr(module, "weight", None)
+            if weight is None or weight.dim() != 2:
+                continue
+            if isinstance(module, nn.Embedding):
+                if weight is not out_w:
+                    embeddings.append((name, weight.numel()))
+                continue
+            if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
+                in_f, out_f = (weight.shape[1], weight.shape[0]) if isinstance(module, nn.Linear) else weight.shape
+                linears.append((name, weight.numel(), f"{int(in_f)}x{int(out_f)}"))
+        memo["work_items"] = (params, embeddings, linears)
+    return memo["work_items"]
 
 
 def _kv_by_device(spec: Any, placement: Any, tokens: int, batch: int, kv_nbytes: int, gpu_ids: list[int]) -> dict[Any, int]:
@@ -580,11 +665,13 @@ def _offload_staging(spec: Any, placement: Any, dtype: str, gpu_ids: list[int]) 
     if not used_gpus or not placement.offloaded_modules:
         return {}
     full = memory.tensor_bytes_map(spec.meta_model(dtype), "none", dtype, set())
-    offloaded = placement.offloaded_modules
+    offloaded = set(placement.offloaded_modules)
     per_module: dict[str, int] = {}
     for name, size in full.items():
         module = name.rsplit(".", 1)[0] if "." in name else ""
-        if any(module == k or module.startswith(k + ".") or k == "" for k in offloaded):
+        parts = module.split(".") if module else []
+        # the module or one of its parents is an offloaded map key ("" offloads everything)
+        if "" in offloaded or any(".".join(parts[:i]) in offloaded for i in range(1, len(parts) + 1)):
             per_module[module] = per_module.get(module, 0) + size
     return {used_gpus[0]: max(per_module.values(), default=0)}
 
