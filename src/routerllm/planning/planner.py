@@ -356,7 +356,9 @@ _CODE_VERSION: str | None = None
 def _plan_key(spec: Any, hardware: Hardware, options: PlanOptions) -> str:
     from routerllm.planning import cache
 
-    return cache.key_of("plan", PLAN_FORMAT, _code_version(), spec.name, spec.model_type, spec.config_dict,
+    from routerllm.planning.walk import config_identity
+
+    return cache.key_of("plan", PLAN_FORMAT, _code_version(), spec.name, config_identity(spec),
                         spec.source, spec.path, spec.hub_id, hardware.to_dict(), options.to_dict())
 
 

@@ -45,8 +45,22 @@ def _transformers_version() -> str:
         return "none"
 
 
+def config_identity(spec: ModelSpec) -> dict[str, Any]:
+    """The config a cache key is made of, the same in every process: a preset's own dict from the
+    catalog (transformers 5.24 writes `rope_theta` into the `rope_scaling` dict a config is built
+    from, so the spec's copy changes once its config was built), else the spec's config dict (read
+    from config.json or GGUF metadata through transformers, the same way in every process)."""
+    if spec.source == "preset":
+        from routerllm.catalog import PRESETS
+
+        preset = PRESETS.get(spec.name)
+        if preset is not None:
+            return {"model_type": preset.model_type, **preset.config}
+    return {"model_type": spec.model_type, **spec.config_dict}
+
+
 def _key(spec: ModelSpec, *parts: Any) -> str:
-    return cache.key_of("model", WALK_FORMAT, spec.model_type, spec.config_dict, _transformers_version(), *parts)
+    return cache.key_of("model", WALK_FORMAT, config_identity(spec), _transformers_version(), *parts)
 
 
 # --- describe / rebuild --------------------------------------------------------------------------
@@ -248,10 +262,12 @@ class CachedSpec(ModelSpec):
         with _LOCK:
             if key in self._meta_models:
                 return self._meta_models[key]
+            walk_key = _key(self, "walk", key)
             if key in self._origin._meta_models:  # built in this process already: the real one
                 model = self._origin._meta_models[key]
+                if not cache.path_of("model_walk", walk_key).is_file():
+                    cache.store("model_walk", walk_key, describe(model))
             else:
-                walk_key = _key(self, "walk", key)
                 walk = cache.load("model_walk", walk_key)
                 if isinstance(walk, dict) and walk.get("format") == WALK_FORMAT:
                     model = rebuild(walk)
