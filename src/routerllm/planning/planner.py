@@ -276,7 +276,9 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
     _check_architecture(spec)
     from routerllm.planning import cache
 
-    plan_key = _plan_key(spec, hardware, options) if cache.enabled() else None
+    # a detected machine's figures (free disk, measured CPU profile) change from run to run, and its
+    # detection imports torch anyway: only named profiles get whole plans cached (the walk is cached for all)
+    plan_key = _plan_key(spec, hardware, options) if cache.enabled() and not hardware.detected else None
     if plan_key is not None:
         hit = cache.load("plan", plan_key)
         if isinstance(hit, dict):
