@@ -301,7 +301,9 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
 
     def plan_at(batch: int) -> Plan:
         if batch not in plans:
-            plans[batch] = _plan_once(spec, hardware, replace(options, batch_size=batch))
+            # more rows need more KV and activations: past a batch that cannot run, none can
+            smaller = [p for b, p in plans.items() if b < batch and p.verdict == "cannot_run"]
+            plans[batch] = smaller[0] if smaller else _plan_once(spec, hardware, replace(options, batch_size=batch))
         return plans[batch]
 
     # the meta model is shared per spec and briefly altered while accelerate sizes it: one plan at a time
