@@ -12,8 +12,11 @@ The accelerate baseline is what transformers does for `device_map="auto"` with 4
 meta model under `init_empty_weights`, then one `infer_auto_device_map(model, max_memory,
 no_split_module_classes, dtype=CustomDtype.INT4, special_dtypes={unquantized: bf16})`.
 "Warm" repeats the call in the same process (meta model already built). Goal: plan() cold < 2 s.
+Both run with the planning cache off (ROUTERLLM_PLANNING_CACHE=0): this part measures the planning.
 
-    python bench/bench_planning.py [--repeat 5]
+First, the whole `routerllm plan` process cold vs cached (see whole_process below).
+
+    python bench/bench_planning.py [--repeat 5] [--rounds 2] [--whole-process-only]
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ ACCELERATE = textwrap.dedent(
 
 
 def _run(code: str, repeat: int) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "ROUTERLLM_PLANNING_CACHE": "0"}
     src = code.replace("REPEAT", str(repeat)).replace("BUDGET", BUDGET)
     proc = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, env=env, timeout=900)
     if proc.returncode != 0:
@@ -88,11 +91,83 @@ def _run(code: str, repeat: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+# --- whole process: `routerllm plan` as a user runs it, cold vs cached ----------------------------
+#
+# `python -m routerllm.cli plan --model llama3_405b --hardware 2xA100-80GB --cpu-ram 200GB --quant nf4`
+# (the issue's command; batch auto, so it also searches batch x layers offloaded), each a fresh
+# process, interleaved in one run:
+# - cold: planning cache off (ROUTERLLM_PLANNING_CACHE=0): imports torch + transformers, builds the
+#   meta model, plans;
+# - walk: a fresh cache folder holding only the module walk (other options were planned before):
+#   torch + accelerate, no transformers, the model rebuilt from the walk;
+# - cached: the same command again: the whole plan from the cache, neither torch nor transformers.
+# Every output must equal the cold one (the JSON plan, byte for byte). Goal: cached < 5 s.
+
+CLI_ARGS = ["plan", "--model", "llama3_405b", "--hardware", "2xA100-80GB", "--cpu-ram", "200GB", "--quant", "nf4",
+            "--json"]
+
+
+def _cli(env_extra: dict, args: list[str] = CLI_ARGS) -> tuple[float, str]:
+    import time
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", **env_extra}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "routerllm.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=900)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    return elapsed, proc.stdout
+
+
+def whole_process(rounds: int) -> None:
+    import shutil
+    import tempfile
+
+    times: dict[str, list[float]] = {"cold": [], "walk": [], "cached": []}
+    outputs: dict[str, set[str]] = {k: set() for k in times}
+    for _ in range(rounds):
+        root = tempfile.mkdtemp(prefix="routerllm-bench-cache-")
+        try:
+            cache_env = {"ROUTERLLM_CACHE": root, "ROUTERLLM_PLANNING_CACHE": "1"}
+            t, out = _cli({"ROUTERLLM_PLANNING_CACHE": "0"})
+            times["cold"].append(t)
+            outputs["cold"].add(out)
+            # fill the walk with another setting, then drop every cached plan: only the walk is left
+            _cli(cache_env, [a if a != "200GB" else "190GB" for a in CLI_ARGS])
+            shutil.rmtree(os.path.join(root, "planning", "plan"), ignore_errors=True)
+            t, out = _cli(cache_env)
+            times["walk"].append(t)
+            outputs["walk"].add(out)
+            t, out = _cli(cache_env)
+            times["cached"].append(t)
+            outputs["cached"].add(out)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    same = all(o == outputs["cold"] for o in outputs.values()) and len(outputs["cold"]) == 1
+    best = {k: min(v) for k, v in times.items()}
+    print(f"whole process: routerllm {' '.join(CLI_ARGS[:-1])}; best of {rounds} interleaved rounds")
+    print(f"{'':34}{'cold (no cache)':>18}{'walk cached':>14}{'plan cached':>14}")
+    print(f"{'wall time (s)':34}{best['cold']:18.2f}{best['walk']:14.2f}{best['cached']:14.2f}")
+    print(f"{'speedup over cold':34}{'1.00x':>18}{best['cold'] / best['walk']:13.2f}x{best['cold'] / best['cached']:13.2f}x")
+    print(f"outputs identical to the uncached plan: {'yes' if same else 'NO'}")
+    goal = "met" if best["cached"] < 5.0 else "NOT met"
+    print(f"goal cached whole process < 5 s: {goal} ({best['cached']:.2f} s; walk-only {best['walk']:.2f} s); "
+          f"machine load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"cold vs cached whole-process ratio: {best['cold'] / best['cached']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5, help="warm repetitions (the minimum is reported)")
     parser.add_argument("--runs", type=int, default=2, help="fresh subprocesses per side (the best is reported)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved whole-process rounds (cold / walk / cached)")
+    parser.add_argument("--whole-process-only", action="store_true", help="only the whole-process comparison")
     args = parser.parse_args()
+    whole_process(args.rounds)
+    if args.whole_process_only:
+        return
+    print()
 
     ours = min((_run(ROUTERLLM, args.repeat) for _ in range(args.runs)), key=lambda r: r["cold"])
     base = min((_run(ACCELERATE, args.repeat) for _ in range(args.runs)), key=lambda r: r["cold"])

@@ -45,8 +45,8 @@ def test_json_is_complete_and_device_map_is_usable(capsys):
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     for key in ("model", "hardware", "options", "device_map", "no_split_modules", "max_memory", "devices",
-                "offloaded_modules", "verdict", "reason", "suggestions", "predicted_load_time_s",
-                "decode_tokens_per_s", "parallel", "min_gpus"):
+                "offloaded_modules", "verdict", "reason", "suggestions", "load_time_floor_s", "tokens_per_s_ceiling",
+                "decode_tokens_per_s_ceiling", "throughput", "estimates", "parallel", "min_gpus"):
         assert key in data, key
     assert data["device_map"] == {"": "cpu"}
     assert data["no_split_modules"] == ["Gemma3DecoderLayer"]
@@ -84,3 +84,75 @@ def test_local_checkpoint_and_detected_hardware(tiny_llama, capsys):
     assert data["hardware"]["detected"] is True
     assert data["model"]["source"] == "checkpoint"
     assert data["no_split_modules"] == ["LlamaDecoderLayer"]
+
+
+# --- bad inputs, tried as a new user would -------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["t5", "mamba"])
+def test_non_causal_or_attention_free_checkpoint_is_refused_by_name(kind, tmp_path, capsys):
+    from transformers import MambaConfig, T5Config
+
+    config = (T5Config(d_model=64, num_layers=2, num_heads=2, d_kv=32, d_ff=128, vocab_size=128) if kind == "t5"
+              else MambaConfig(hidden_size=64, num_hidden_layers=2, vocab_size=128))
+    config.save_pretrained(tmp_path / kind)
+    r = run_inproc(capsys, "--model", str(tmp_path / kind), "--hardware", "cpu-laptop")
+    assert r.returncode == 2, r.stdout
+    assert "Traceback" not in r.stderr
+    assert f"architecture {'t5' if kind == 't5' else 'Mamba'}" in r.stderr
+    assert ("encoder-decoder" if kind == "t5" else "no attention layers") in r.stderr
+    assert "llama" in r.stderr and "llama3_405b" in r.stderr  # what is supported
+
+
+def test_a_size_without_unit_is_refused_with_the_fix(capsys):
+    r = run_inproc(capsys, "--model", "llama3_70b", "--hardware", "2xH100-80GB", "--cpu-ram", "200")
+    assert r.returncode == 2
+    assert "--cpu-ram 200: a size needs a unit" in r.stderr and "--cpu-ram 200GB" in r.stderr
+    r = run_inproc(capsys, "--model", "llama3_70b", "--hardware", "2xH100-80GB", "--disk", "1.5")
+    assert r.returncode == 2 and "--disk 1.5GB" in r.stderr
+
+
+def test_zero_gpus_is_a_count_error_not_an_unknown_profile(capsys):
+    r = run_inproc(capsys, "--model", "llama3_70b", "--hardware", "0xA100-80GB")
+    assert r.returncode == 2
+    assert "count must be >= 1" in r.stderr and "1xA100-80GB" in r.stderr
+    assert "unknown hardware profile" not in r.stderr
+
+
+def test_context_beyond_max_position_embeddings_warns_with_both_numbers(capsys):
+    r = run_inproc(capsys, "--model", "llama2_70b", "--hardware", "2xH100-80GB", "--quant", "nf4", "--context", "8192",
+                   "--batch", "1")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())  # rich wraps at the console width
+    assert "WARNING" in text and "context_length 8192" in text and "max_position_embeddings 4096" in text
+    r = run_inproc(capsys, "--model", "llama2_70b", "--hardware", "2xH100-80GB", "--quant", "nf4", "--context", "8192",
+                   "--batch", "1", "--json")
+    (warning,) = json.loads(r.stdout)["warnings"]
+    assert "8192" in warning and "4096" in warning
+    r = run_inproc(capsys, "--model", "llama2_70b", "--hardware", "2xH100-80GB", "--quant", "nf4", "--context", "4096",
+                   "--batch", "1", "--json")
+    assert json.loads(r.stdout)["warnings"] == []
+
+
+def test_headroom_is_its_own_column_apart_from_the_cuda_context(capsys, monkeypatch):
+    from routerllm.planning.memory import CUDA_CONTEXT_BYTES
+
+    r = run_inproc(capsys, "--model", "mistral_7b", "--hardware", "1xA100-80GB", "--batch", "1", "--json")
+    gpu = json.loads(r.stdout)["devices"][0]
+    assert gpu["overhead_bytes"] == CUDA_CONTEXT_BYTES
+    assert gpu["headroom_bytes"] == int(80 * 2**30 * 0.05)
+    assert gpu["total_bytes"] == (gpu["weight_bytes"] + gpu["kv_bytes"] + gpu["activation_bytes"] + gpu["overhead_bytes"]
+                                  + gpu["headroom_bytes"] + gpu["offload_staging_bytes"])
+    monkeypatch.setenv("COLUMNS", "200")  # rich's console width: no truncated headers
+    r = run_inproc(capsys, "--model", "mistral_7b", "--hardware", "1xA100-80GB", "--batch", "1")
+    assert "headroom" in r.stdout and "CUDA context" in r.stdout
+
+
+def test_vllm_table_overhead_is_the_sourced_per_gpu_figure(capsys):
+    from routerllm.planning.parallel import vllm_overhead_bytes
+
+    r = run_inproc(capsys, "--model", "llama3_70b", "--hardware", "8xH100-80GB", "--batch", "1", "--json")
+    rows = json.loads(r.stdout)["parallel"]
+    assert all(row["overhead_bytes"] == vllm_overhead_bytes(row["gpus"]) for row in rows)
+    eight = next(row for row in rows if row["gpus"] == 8)
+    assert 5 * 2**30 <= eight["overhead_bytes"] <= 7 * 2**30  # ~6 GiB per GPU with NCCL and CUDA graphs

@@ -106,3 +106,6 @@ def test_dry_run_plans_the_405b_on_a_named_profile_without_loading(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "llama3_405b" in run.stderr and "PASS" in run.stderr
     assert "load" not in {line.split()[1] for line in run.stderr.splitlines() if line.startswith("│") and len(line.split()) > 1}
+    # throughput ceilings per batch and the 50/164-task floors at the plan's batch, worded as such
+    assert "tokens/s" in run.stderr and "tasks/hour" in run.stderr and "(a floor)" in run.stderr
+    assert "164 tasks at least" in run.stderr and "batch 1" in run.stderr and "batch 64" in run.stderr

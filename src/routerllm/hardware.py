@@ -221,6 +221,11 @@ def get_profile(name: str) -> Hardware:
     match = _PROFILE_RE.match(text)
     gpu_name = _canonical_gpu(match.group(2)) if match else _canonical_gpu(text)
     count = int(match.group(1)) if match else 1
+    if match and count < 1:
+        raise HardwareError(
+            f"hardware profile {name!r}: GPU count must be >= 1 (got {count})",
+            fix=f"write e.g. 1x{gpu_name or match.group(2)}, or cpu-laptop for a machine without GPUs",
+        )
     if gpu_name is None or count < 1:
         choices = PROFILE_EXAMPLES
         close = difflib.get_close_matches(text, choices, n=3, cutoff=0.3)

@@ -58,7 +58,9 @@ def test_min_gpus_for_405b():
     rows4 = parallel.layout_table(spec, weight_bytes_total=memory.weight_bytes_total(spec, "nf4"),
                                   gpu_memory_bytes=80 * 2**30, context_length=4096, batch_size=1, kv_dtype_bytes=2,
                                   activation_bytes=0)
-    assert parallel.min_gpus(rows4) == 3
+    # 3 GPUs would hold 71.9 GB of NF4 weights each, but with vLLM's ~6 GiB per-GPU overhead (CUDA
+    # context, NCCL, CUDA graphs: parallel.vllm_overhead_bytes) that is 79 GB of 77.3 GB usable
+    assert parallel.min_gpus(rows4) == 4
 
 
 def test_vllm_command_and_slurm_script_are_well_formed(tmp_path):

@@ -42,7 +42,10 @@ def plan_command(
     quant: str = typer.Option("none", "--quant", "-q", help="none | int8 | nf4"),
     dtype: str = typer.Option("bfloat16", "--dtype", help="load dtype: bfloat16 | float16 | float32"),
     context: int = typer.Option(4096, "--context", help="tokens per sequence (prompt + output) to hold KV cache for"),
-    batch: int = typer.Option(1, "--batch", help="sequences decoded together"),
+    batch: str = typer.Option("auto", "--batch", help="sequences decoded together: a number, or auto (the batch with "
+                              "the best throughput ceiling, moving layers to offload when that buys a larger batch)"),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="tokens each task generates (for tokens/s and tasks/hour)"),
+    prompt_tokens: int = typer.Option(160, "--prompt-tokens", help="prompt tokens per task (HumanEval: ~160)"),
     gpu_budget: str | None = typer.Option(None, "--gpu-budget", help="max_memory per GPU, e.g. 70GB (accelerate's meaning)"),
     offload_folder: str = typer.Option("./offload", "--offload-folder", help="where disk offload would go (disk is measured there)"),
     engine: str = typer.Option("accelerate", "--engine", help="accelerate | vllm"),
@@ -56,7 +59,6 @@ def plan_command(
     from routerllm.exceptions import PlanError
     from routerllm.hardware import resolve_hardware
     from routerllm.planning import PlanOptions, plan
-    from routerllm.units import parse_size
 
     if quant not in ("none", "int8", "nf4"):
         raise PlanError(f"--quant {quant!r} is unknown", fix="use --quant none, int8 or nf4")
@@ -66,12 +68,7 @@ def plan_command(
         raise PlanError(f"--nodes {nodes} must be >= 1", fix="pass --nodes 1 or more")
 
     def size(flag: str, value: str | None) -> int | None:
-        if value is None:
-            return None
-        try:
-            return parse_size(value)
-        except ValueError as exc:
-            raise PlanError(f"{flag}: {exc}", fix=f"e.g. {flag} 200GB") from None
+        return parse_size_flag(flag, value)
 
     spec = get_spec(model)
     hw = resolve_hardware(hardware, offload_folder).with_overrides(cpu_ram=size("--cpu-ram", cpu_ram), disk=size("--disk", disk))
@@ -80,8 +77,17 @@ def plan_command(
     if gb is not None:
         max_memory = {g.index: gb for g in hw.gpus}
         max_memory["cpu"] = hw.cpu_ram
-    options = PlanOptions(quantization=quant, dtype=dtype, context_length=context, batch_size=batch,  # type: ignore[arg-type]
-                          max_memory=max_memory, offload_folder=offload_folder)
+    batch_size: int | str = batch.strip().lower()
+    if batch_size != "auto":
+        try:
+            batch_size = int(batch_size)
+        except ValueError:
+            raise PlanError(f"--batch {batch!r} is not a number or 'auto'", fix="pass --batch auto or e.g. --batch 16") from None
+        if batch_size < 1:
+            raise PlanError(f"--batch {batch_size} must be >= 1", fix="pass --batch auto or e.g. --batch 16")
+    options = PlanOptions(quantization=quant, dtype=dtype, context_length=context, batch_size=batch_size,  # type: ignore[arg-type]
+                          max_memory=max_memory, offload_folder=offload_folder, max_new_tokens=max_new_tokens,
+                          prompt_tokens=prompt_tokens)
     result = plan(spec, hw, options)
     vllm = _vllm_section(spec, hw, result, tp=tp, pp=pp, nodes=nodes, model_id=model_id, context=context,
                          dtype=dtype, quant=quant) if engine == "vllm" else None
@@ -94,6 +100,28 @@ def plan_command(
         _print_rich(result, vllm)
     if engine == "vllm" and vllm is not None and vllm.get("layout") is None:
         raise typer.Exit(1)
+
+
+def parse_size_flag(flag: str, value: str | None) -> int | None:
+    """A size given on the command line, in bytes; a bare number is refused (`--cpu-ram 200` would be
+    200 bytes, never what was meant)."""
+    from routerllm.exceptions import PlanError
+    from routerllm.units import parse_size
+
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        float(text)
+    except ValueError:
+        pass
+    else:
+        raise PlanError(f"{flag} {text}: a size needs a unit (a bare number would mean {text} bytes)",
+                        fix=f"write {flag} {text}GB (decimal) or {flag} {text}GiB (binary)")
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise PlanError(f"{flag}: {exc}", fix=f"e.g. {flag} 200GB") from None
 
 
 def _vllm_section(spec: Any, hw: Any, result: Any, *, tp: int | None, pp: int | None, nodes: int,
@@ -154,6 +182,47 @@ def _gb(n: float) -> str:
     return format_size(n)
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _print_throughput(console: Any, result: Any) -> None:
+    from rich.table import Table
+
+    est = result.estimates
+    console.print(f"Load time: at least {_duration(result.load_time_floor_s)} (a floor: checkpoint read and copies at "
+                  "datasheet bandwidths)")
+    console.print(f"Decode: at most {result.decode_tokens_per_s_ceiling:.3g} tokens/s per sequence, "
+                  f"{result.tokens_per_s_ceiling:.3g} tokens/s for the batch of {result.batch_size} (ceilings)")
+    table = Table(title=f"Throughput ceilings ({est.get('prompt_tokens')}-token prompt, {est.get('new_tokens')} new "
+                        "tokens per task; datasheet peaks, so real runs are slower)")
+    for col in ("batch", "layers offloaded", "tokens/s at most", "tasks/hour at most", "50 tasks at least",
+                "164 tasks at least"):
+        table.add_column(col, justify="right")
+    for r in result.throughput:
+        mark = " (chosen)" if r["chosen"] else ""
+        if not r["runs"]:
+            table.add_row(f"{r['batch_size']}{mark}", "-", "does not fit", "-", "-", "-")
+            continue
+        per_batch = r["seconds_per_batch_floor"]
+        table.add_row(f"{r['batch_size']}{mark}", str(r["offloaded_layers"]), f"{r['tokens_per_s_ceiling']:.3g}",
+                      f"{r['tasks_per_hour_ceiling']:.3g}", _duration(-(-50 // r["batch_size"]) * per_batch),
+                      _duration(-(-164 // r["batch_size"]) * per_batch))
+    console.print(table)
+    if result.batch_choice:
+        console.print(f"Batch (auto): {result.batch_choice['reason']}")
+    console.print(f"At batch {est['batch_size']}: 50 tasks take at least {_duration(est['tasks_50_floor_s'])}, "
+                  f"164 tasks at least {_duration(est['tasks_164_floor_s'])}")
+
+
 def _print_rich(result: Any, vllm: dict[str, Any] | None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -165,26 +234,30 @@ def _print_rich(result: Any, vllm: dict[str, Any] | None) -> None:
                   f"context {result.options['context_length']} x batch {result.options['batch_size']}")
     table = Table(title="Placement (accelerate device map)")
     staging = any(d.offload_staging_bytes for d in result.devices)
-    cols = ["device", "layers", "weights", "KV cache", "activations", "overhead"] + (["offload staging"] if staging else [])
+    cols = (["device", "layers", "weights", "KV cache", "activations", "CUDA context", "headroom"]
+            + (["offload staging"] if staging else []))
     for col in cols + ["total", "budget", "fits"]:
         table.add_column(col, justify="right" if col not in ("device",) else "left")
     for d in result.devices:
         layers = f"{d.num_layers}" + (f" ({d.layers[0]}-{d.layers[-1]})" if d.layers else "")
         table.add_row(str(d.device), layers, _gb(d.weight_bytes) + (" q" if d.quantized else ""), _gb(d.kv_bytes),
-                      _gb(d.activation_bytes), _gb(d.overhead_bytes),
+                      _gb(d.activation_bytes), _gb(d.overhead_bytes), _gb(d.headroom_bytes),
                       *([_gb(d.offload_staging_bytes)] if staging else []), _gb(d.total_bytes),
                       "unlimited" if d.device == "disk" and not d.budget_bytes else _gb(d.budget_bytes),
                       "[green]yes[/]" if d.fits else "[red]no[/]")
     console.print(table)
-    console.print("  (q: quantized weights; budget: the device's capacity, explicit max_memory or the hardware's)")
+    head = result.options.get("gpu_headroom_fraction", 0)
+    console.print(f"  (q: quantized weights; headroom: {head:.0%} of each GPU kept free for the allocator's fragmentation; "
+                  "budget: the device's capacity, explicit max_memory or the hardware's)")
     colour = {"fits_gpu": "green", "cpu_offload": "yellow", "disk_offload": "yellow", "cannot_run": "red"}[result.verdict]
+    for w in result.warnings:
+        console.print(f"[bold yellow]WARNING:[/] {w}")
     console.print(f"Verdict: [bold {colour}]{result.verdict}[/] — {result.reason}")
     for s in result.suggestions:
         console.print(f"  • {s}")
     for n in result.notes:
         console.print(f"  note: {n}")
-    console.print(f"Predicted load time: {result.predicted_load_time_s:.0f} s; decode bound: "
-                  f"{result.decode_tokens_per_s:.2f} tokens/s per sequence ({result.aggregate_tokens_per_s:.2f} for the batch)")
+    _print_throughput(console, result)
     vllm_w = result.parallel_weight_bytes_total
     console.print(f"Weights total: {_gb(result.weight_bytes_total)}"
                   + (f" (under vLLM: {_gb(vllm_w)})" if vllm_w and vllm_w != result.weight_bytes_total else "")

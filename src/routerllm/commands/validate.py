@@ -101,11 +101,12 @@ def _plan_table(plan):
     from rich.table import Table
 
     table = Table(title=f"Plan: {plan.verdict}")
-    for col in ("device", "layers", "weights", "KV cache", "activations", "overhead", "total", "budget"):
+    for col in ("device", "layers", "weights", "KV cache", "activations", "CUDA context", "headroom", "total", "budget"):
         table.add_column(col, justify="left" if col == "device" else "right")
     for d in plan.devices:
         table.add_row(str(d.device), str(len(d.layers)), _fmt(d.weight_bytes), _fmt(d.kv_bytes),
-                      _fmt(d.activation_bytes), _fmt(d.overhead_bytes), _fmt(d.total_bytes), _fmt(d.budget_bytes))
+                      _fmt(d.activation_bytes), _fmt(d.overhead_bytes), _fmt(d.headroom_bytes), _fmt(d.total_bytes),
+                      _fmt(d.budget_bytes))
     return table
 
 
@@ -139,7 +140,6 @@ def run_validation(config_path: str, *, tier: str | None = None, hardware_name: 
     from routerllm.exceptions import RouterLLMError
     from routerllm.hardware import resolve_hardware
     from routerllm.manager import LargeModelManager
-    from routerllm.units import parse_size
 
     console = console or Console(stderr=True)
     cfg = load_config(config_path)
@@ -152,7 +152,9 @@ def run_validation(config_path: str, *, tier: str | None = None, hardware_name: 
 
     profile = hardware_name or cfg.hardware.profile
     hardware = resolve_hardware(profile, model.offload_folder or ".")
-    ram = parse_size(cpu_ram) if cpu_ram else cfg.hardware.cpu_ram
+    from routerllm.commands.plan import parse_size_flag
+
+    ram = parse_size_flag("--cpu-ram", cpu_ram) if cpu_ram else cfg.hardware.cpu_ram
     if ram or cfg.hardware.disk:
         hardware = hardware.with_overrides(cpu_ram=ram, disk=cfg.hardware.disk)
     named = bool(profile) and profile.strip().lower() not in ("detect", "auto", "local", "this")
@@ -166,17 +168,25 @@ def run_validation(config_path: str, *, tier: str | None = None, hardware_name: 
     console.print(f"[bold]{plan.verdict}[/]: {plan.reason}")
     for s in plan.suggestions or []:
         console.print(f"  suggestion: {s}")
-    console.print(f"predicted load time {plan.predicted_load_time_s:.1f} s, decode bound "
-                  f"{plan.decode_tokens_per_s:.2f} tokens/s per sequence")
+    from routerllm.planning import batching, speed
+
+    plan_est = batching.task_estimates(plan, new_tokens=model.max_new_tokens)
+    report.data["estimates_from_plan"] = plan_est
+    console.print(f"load time at least {plan.load_time_floor_s:.1f} s (a floor); decode at most "
+                  f"{plan.decode_tokens_per_s_ceiling:.3g} tokens/s per sequence, {plan.tokens_per_s_ceiling:.3g} "
+                  f"for the batch of {plan.batch_size} (ceilings)")
+    for row in plan.throughput:
+        if row["runs"]:
+            console.print(f"  batch {row['batch_size']}{' (chosen)' if row['chosen'] else ''}: at most "
+                          f"{row['tokens_per_s_ceiling']:.3g} tokens/s, {row['tasks_per_hour_ceiling']:.3g} tasks/hour")
+        else:
+            console.print(f"  batch {row['batch_size']}: does not fit ({row['reason']})")
+    console.print(f"from the plan at batch {plan_est['batch_size']} and {model.max_new_tokens} new tokens/task: "
+                  f"50 tasks take at least {_hms(plan_est['tasks_50_floor_s'])}, 164 tasks at least "
+                  f"{_hms(plan_est['tasks_164_floor_s'])}")
     runnable = not str(plan.verdict).endswith("cannot_run")
     report.add("plan", runnable, f"{plan.verdict}: {plan.reason} (planned in {time.perf_counter() - started:.2f} s)")
     if dry_run:
-        if plan.decode_tokens_per_s:
-            per_task = model.max_new_tokens / plan.decode_tokens_per_s
-            est = _estimates(per_task, None)
-            report.data["estimates_from_plan"] = est
-            console.print(f"estimate from the plan's decode bound at {model.max_new_tokens} new tokens/task: "
-                          f"50 tasks >= {_hms(est['humaneval_50_s'])}, 164 tasks >= {_hms(est['humaneval_164_s'])}")
         if not named:
             for c in manager.check_resources(plan):
                 report.add(f"resources: {c.name}", c.ok, c.message)
@@ -271,12 +281,27 @@ def run_validation(config_path: str, *, tier: str | None = None, hardware_name: 
         if tps:
             upper = (gen.ttft_s or 0.0) + model.max_new_tokens / tps
         est = _estimates(gen.total_s, upper)
+        if plan.batch_size > 1 and gen.completion_tokens:
+            # the measured task ran alone under the plan's map: its time over the plan's floor for one
+            # row, carried to the plan's batch (the same map, batch_size rows per generate)
+            shape = dict(new_tokens=gen.completion_tokens, prompt_tokens=gen.prompt_tokens or 0)
+            alone = speed.predict(plan, 1, prompt_tokens=shape["prompt_tokens"], new_tokens=shape["new_tokens"]).total_s
+            batch_est = batching.task_estimates(plan, **shape)
+            if alone > 0:
+                ratio = gen.total_s / alone
+                est.update(batch_size=plan.batch_size, measured_over_floor=ratio,
+                           humaneval_50_at_batch_s=ratio * batch_est["tasks_50_floor_s"],
+                           humaneval_164_at_batch_s=ratio * batch_est["tasks_164_floor_s"])
         report.data["estimates"] = est
         line = (f"estimated HumanEval time at this task's speed: 50 tasks {_hms(est['humaneval_50_s'])}, "
                 f"164 tasks {_hms(est['humaneval_164_s'])}")
         if upper is not None:
             line += (f"; if every answer ran to max_new_tokens={model.max_new_tokens}: 50 tasks "
                      f"{_hms(est['humaneval_50_upper_s'])}, 164 tasks {_hms(est['humaneval_164_upper_s'])}")
+        if "humaneval_164_at_batch_s" in est:
+            line += (f"; at the plan's batch of {est['batch_size']}, taking the same {est['measured_over_floor']:.1f}x of "
+                     f"the plan's floor: 50 tasks {_hms(est['humaneval_50_at_batch_s'])}, 164 tasks "
+                     f"{_hms(est['humaneval_164_at_batch_s'])}")
         console.print(line)
         logger.info(line)
 

@@ -253,8 +253,12 @@ def dequant_workspace_bytes(model: Any, quantization: str, device_kind: str, com
     names = quantizable_linears(model, quantization)
     if not names or not per_param:
         return 0
-    largest = max(model.get_submodule(n).weight.numel() for n in names)
-    return int(largest * per_param)
+    memo = _cache(model)
+    key = ("largest_linear", frozenset(names))
+    if key not in memo:
+        modules = dict(model.named_modules())
+        memo[key] = max(modules[n].weight.numel() for n in names)
+    return int(memo[key] * per_param)
 
 
 def logits_bytes(spec: "ModelSpec", batch_size: int) -> int:

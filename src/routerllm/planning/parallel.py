@@ -29,6 +29,29 @@ if TYPE_CHECKING:  # pragma: no cover
     from routerllm.catalog import ModelSpec
 
 VLLM_GPU_MEMORY_UTILIZATION = 0.9  # vLLM default --gpu-memory-utilization
+
+# What a vLLM worker holds per GPU besides weights, KV cache and activations, inside its
+# --gpu-memory-utilization share (GiB = 2**30 B). Published per-GPU budgets for a 70B on 8 GPUs keep
+# about 6 GiB for it; the parts, each from a measurement someone published:
+# - the CUDA context: memory.CUDA_CONTEXT_BYTES (512 MiB; PyTorch docs, "CUDA semantics");
+# - NCCL communicators and their buffers, multi-GPU only: ~3 GiB on GPU 0 at TP=8 before the model
+#   loads (github.com/Sandermage/genesis-vllm-patches issue #24, "Initial setup eats 3Gb of memory on
+#   GPU0 (RTX3090, tp=8)");
+# - CUDA graphs captured after profiling: 0.62 GB for Llama-3-70B AWQ at TP=8 (vllm-project/vllm
+#   PR #5515, "[Misc] Log cudagraph memory usage"), budgeted 1 GiB;
+# - what profiling misses and the process still holds: 1.37 GiB over the requested budget per worker
+#   at TP=8 (vllm-project/vllm PR #51590, vLLM 0.28), budgeted 1.5 GiB.
+GiB = 2**30
+VLLM_NCCL_BYTES = 3 * GiB
+VLLM_CUDA_GRAPH_BYTES = 1 * GiB
+VLLM_UNPROFILED_BYTES = 3 * GiB // 2
+
+
+def vllm_overhead_bytes(gpus: int) -> int:
+    """Per-GPU bytes a vLLM worker holds besides weights, KV and activations (see above): ~6 GiB
+    with several GPUs, ~3 GiB on one (no NCCL)."""
+    nccl = VLLM_NCCL_BYTES if gpus > 1 else 0
+    return CUDA_CONTEXT_BYTES + nccl + VLLM_CUDA_GRAPH_BYTES + VLLM_UNPROFILED_BYTES
 TP_SIZES = (1, 2, 4, 8, 16)
 PP_SIZES = (1, 2, 3, 4, 6, 8, 16)
 
@@ -102,7 +125,7 @@ def layout_memory(
     kv_all = spec.kv_cache_bytes(context_length, batch_size, kv_dtype_bytes)
     kv = math.ceil(kv_all * stage_layers / spec.num_layers * heads_per_rank / spec.num_kv_heads)
     act = math.ceil(activation_bytes / max(tp, 1))
-    overhead = CUDA_CONTEXT_BYTES
+    overhead = vllm_overhead_bytes(gpus)
     total = weights + kv + act + overhead
     usable = int(gpu_memory_bytes * utilization)
     return Layout(tp, pp, gpus, weights, kv, act, overhead, total, usable, total <= usable and not problems,

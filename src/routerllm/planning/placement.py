@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,13 +53,23 @@ def device_of(name: str, device_map: dict[str, Any]) -> Any:
     return next((v for v in values if v not in ("cpu", "disk")), values[0] if values else "cpu")
 
 
+def _memo(model: Any) -> dict:
+    from routerllm.planning.memory import _cache
+
+    return _cache(model)
+
+
 def find_layer_names(model: Any, no_split: list[str]) -> list[str]:
     """Names of the decoder blocks: the outermost modules whose class is a no-split class."""
-    names: list[str] = []
-    for name, module in model.named_modules():
-        if type(module).__name__ in no_split and not any(name.startswith(n + ".") for n in names[-1:]):
-            names.append(name)
-    return names
+    key = ("layer_names", tuple(no_split))
+    memo = _memo(model)
+    if key not in memo:
+        names: list[str] = []
+        for name, module in model.named_modules():
+            if type(module).__name__ in no_split and not any(name.startswith(n + ".") for n in names[-1:]):
+                names.append(name)
+        memo[key] = names
+    return list(memo[key])
 
 
 class _DropMissingDevice(logging.Filter):
@@ -74,14 +85,19 @@ def _sized_for_accelerate(model: Any, quantized: set[str], quant_bytes: dict[str
     saved: list[tuple[Any, Any]] = []
     with _SWAP_LOCK:
         try:
-            modules = dict(model.named_modules())
+            memo = _memo(model)
+            if "modules" not in memo:
+                memo["modules"] = dict(model.named_modules())
+            modules = memo["modules"]
+            stand_ins = memo.setdefault("uint8_stand_ins", {})  # (name, bytes) -> meta Parameter, reused
             for name in quantized:
                 module = modules[name]
                 saved.append((module, module._parameters["weight"]))
                 size = quant_bytes[f"{name}.weight"]
-                module._parameters["weight"] = torch.nn.Parameter(
-                    torch.empty(size, dtype=torch.uint8, device="meta"), requires_grad=False
-                )
+                if (name, size) not in stand_ins:
+                    stand_ins[(name, size)] = torch.nn.Parameter(
+                        torch.empty(size, dtype=torch.uint8, device="meta"), requires_grad=False)
+                module._parameters["weight"] = stand_ins[(name, size)]
             yield model
         finally:
             for module, param in saved:
@@ -108,7 +124,10 @@ def place(
     quiet = _DropMissingDevice()
     acc_logger.addFilter(quiet)  # plans for GPUs this machine lacks are the point, not a problem
     try:
-        with _sized_for_accelerate(model, quantized, q_bytes):
+        with _sized_for_accelerate(model, quantized, q_bytes), warnings.catch_warnings():
+            # accelerate 1.15 warns when an offloaded layer's buffers (rotary inv_freq, 256 B) find no
+            # GPU room; the planner accounts those buffers on the execution device itself (account())
+            warnings.filterwarnings("ignore", message="Current model requires .* bytes of buffer")
             device_map = infer_auto_device_map(
                 model,
                 max_memory=dict(budgets),
@@ -149,7 +168,10 @@ def account(
     full_bytes = q_bytes if quantization == "none" else tensor_bytes_map(model, "none", load_dtype, set())
     weight: dict[Any, int] = {d: 0 for d in devices}
     # accelerate keeps the buffers of offloaded modules on the execution device (offload_buffers=False)
-    buffers = {n for n, _ in model.named_buffers()}
+    memo = _memo(model)
+    if "buffer_names" not in memo:
+        memo["buffer_names"] = frozenset(n for n, _ in model.named_buffers())
+    buffers = memo["buffer_names"]
     main = next((d for d in devices if not isinstance(d, str)), "cpu")
     for name, size in q_bytes.items():
         dev = device_of(name, device_map)

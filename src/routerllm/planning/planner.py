@@ -15,9 +15,10 @@ machine, in RAM.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from routerllm.exceptions import PlanError
@@ -39,7 +40,9 @@ class PlanOptions:
     quantization: Literal["none", "int8", "nf4"] = "none"
     dtype: str = "bfloat16"
     context_length: int = 4096
-    batch_size: int = 1
+    batch_size: int | Literal["auto"] = 1  # "auto": batching.search (may move layers off GPU for a batch)
+    prompt_tokens: int = speed.DEFAULT_PROMPT_TOKENS  # per task, for the throughput figures (HumanEval ~160)
+    max_new_tokens: int = 512  # per task, for the throughput figures (config models.*.max_new_tokens)
     max_memory: dict[int | str, int] | None = None
     offload_folder: str | None = None
     gpu_headroom_fraction: float = 0.05  # kept free for the CUDA caching allocator's fragmentation
@@ -58,10 +61,16 @@ class PlanOptions:
             raise PlanError(f"options.dtype={self.dtype!r} is unsupported", fix=f"use one of: {', '.join(memory.DTYPE_BYTES)}")
         if self.kv_dtype is not None and self.kv_dtype not in memory.DTYPE_BYTES:
             raise PlanError(f"options.kv_dtype={self.kv_dtype!r} is unsupported", fix=f"use one of: {', '.join(memory.DTYPE_BYTES)}")
-        for name in ("context_length", "batch_size"):
+        for name in ("context_length", "batch_size", "max_new_tokens"):
             value = getattr(self, name)
+            if name == "batch_size" and value == "auto":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise PlanError(f"options.{name}={value!r} must be a positive integer", fix=f"pass {name}=1 or more")
+                raise PlanError(f"options.{name}={value!r} must be a positive integer"
+                                + (" or 'auto'" if name == "batch_size" else ""), fix=f"pass {name}=1 or more")
+        if not isinstance(self.prompt_tokens, int) or isinstance(self.prompt_tokens, bool) or self.prompt_tokens < 0:
+            raise PlanError(f"options.prompt_tokens={self.prompt_tokens!r} must be an integer >= 0",
+                            fix="pass prompt_tokens=160 (a HumanEval prompt) or your prompts' length")
         for name in ("gpu_headroom_fraction", "cpu_headroom_fraction"):
             value = getattr(self, name)
             if not 0 <= value < 1:
@@ -92,12 +101,13 @@ class DevicePlan:
     weight_bytes: int
     kv_bytes: int
     activation_bytes: int
-    overhead_bytes: int
-    total_bytes: int
+    overhead_bytes: int  # GPU: the CUDA context
+    total_bytes: int  # weights + KV + activations + overhead + headroom + offload staging
     budget_bytes: int  # the device's capacity (explicit max_memory or the hardware's)
     layers: list[int] = field(default_factory=list)
     quantized: bool = False  # whether Linear weights here are quantized
     offload_staging_bytes: int = 0  # main GPU: the largest offloaded module, copied in for its forward
+    headroom_bytes: int = 0  # GPU: gpu_headroom_fraction of its memory, kept free for allocator fragmentation
     # what a decoding step does with this device's modules (speed.predict): parameters of its
     # linears (2 FLOPs each per token), their shapes ("in x out": count), its distinct tensors
     # (accelerate hooks move each offloaded one per forward), and the weight bytes a step reads
@@ -135,15 +145,38 @@ class Plan:
     verdict: Verdict
     reason: str
     suggestions: list[str]
-    predicted_load_time_s: float
-    decode_tokens_per_s: float  # per sequence, upper bound
-    aggregate_tokens_per_s: float
+    load_time_floor_s: float  # read + copy at datasheet bandwidths: a real load takes longer
+    decode_tokens_per_s_ceiling: float  # per sequence, at the plan's batch (speed.predict: 1 / step)
+    tokens_per_s_ceiling: float  # the whole batch, prefill included (speed.predict)
     parallel: list[dict[str, Any]]
     min_gpus: int | None
     bnb_fp32_cpu_offload: bool = False  # pass llm_int8_enable_fp32_cpu_offload=True to BitsAndBytesConfig
     weight_bytes_total: int = 0  # all weights as transformers + bitsandbytes hold them
     notes: list[str] = field(default_factory=list)
     parallel_weight_bytes_total: int = 0  # all weights as vLLM holds them (the TP x PP table)
+    # aggregate ceilings at batch 1, 4, 16, 64 and the plan's batch (batching.throughput_table)
+    throughput: list[dict[str, Any]] = field(default_factory=list)
+    tasks_per_hour_ceiling: float = 0.0  # at the plan's batch, every task generating max_new_tokens
+    batch_choice: dict[str, Any] | None = None  # batch_size "auto": batching.search's candidates and reason
+    estimates: dict[str, Any] = field(default_factory=dict)  # floors on 50 / 164 tasks at the plan's batch
+    warnings: list[str] = field(default_factory=list)  # the plan runs, but probably not as meant
+
+    # the names before the floor/ceiling wording (kept for callers; not in to_dict)
+    @property
+    def predicted_load_time_s(self) -> float:
+        return self.load_time_floor_s
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.decode_tokens_per_s_ceiling
+
+    @property
+    def aggregate_tokens_per_s(self) -> float:
+        return self.tokens_per_s_ceiling
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.options.get("batch_size") or 1)
 
     def device(self, device: int | str) -> DevicePlan:
         for d in self.devices:
@@ -167,6 +200,20 @@ class Plan:
         out["max_memory"] = {str(k): int(v) for k, v in self.max_memory.items()}
         out["devices"] = [d.to_dict() for d in self.devices]
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Plan":
+        """The Plan whose to_dict() (as JSON) is `data`."""
+        names = {f.name for f in fields(cls)}
+        dev_names = {f.name for f in fields(DevicePlan)}
+
+        def key(k: Any) -> Any:
+            return int(k) if isinstance(k, str) and k.isdigit() else k
+
+        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs["devices"] = [DevicePlan(**{k: v for k, v in d.items() if k in dev_names}) for d in data["devices"]]
+        kwargs["max_memory"] = {key(k): v for k, v in data["max_memory"].items()}
+        return cls(**kwargs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,24 +273,163 @@ def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> P
         options = replace(options, max_memory={(int(k) if isinstance(k, str) and k.isdigit() else k): v
                                                for k, v in options.max_memory.items()})
     options.validate()
+    _check_architecture(spec)
+    from routerllm.planning import cache
+
+    # a detected machine's figures (free disk, measured CPU profile) change from run to run, and its
+    # detection imports torch anyway: only named profiles get whole plans cached (the walk is cached for all)
+    plan_key = _plan_key(spec, hardware, options) if cache.enabled() and not hardware.detected else None
+    if plan_key is not None:
+        hit = cache.load("plan", plan_key)
+        if isinstance(hit, dict):
+            try:
+                result = Plan.from_dict(hit)
+            except (TypeError, KeyError, ValueError) as exc:  # an entry of another layout: plan again
+                logger.debug("ignoring cached plan %s: %s", plan_key, exc)
+            else:
+                for w in result.warnings:
+                    logger.warning(w)
+                return result
+    from routerllm.planning.walk import cached_spec
+
+    spec = cached_spec(spec)  # facts and the module walk from the on-disk cache: no transformers import
+    from routerllm.planning import batching
     from routerllm.planning.placement import _SWAP_LOCK
 
     # the meta model is shared per spec and briefly altered while accelerate sizes it: one plan at a time
+    plans: dict[int, Plan] = {}
+
+    def plan_at(batch: int) -> Plan:
+        if batch not in plans:
+            # more rows need more KV and activations: past a batch that cannot run, none can
+            smaller = [p for b, p in plans.items() if b < batch and p.verdict == "cannot_run"]
+            plans[batch] = smaller[0] if smaller else _plan_once(spec, hardware, replace(options, batch_size=batch))
+        return plans[batch]
+
+    # the meta model is shared per spec and briefly altered while accelerate sizes it: one plan at a time
     with _SWAP_LOCK:
-        result = _plan(spec, hardware, options)
-        if (options.quantization != "none" and "disk" in set(result.device_map.values())
-                and not any(isinstance(v, int) for v in result.device_map.values())):
-            # a cpu+disk map needs llm_int8_enable_fp32_cpu_offload, under which bitsandbytes quantizes
-            # nothing that is on cpu or disk: the load is a plain one at the load dtype, so plan that
-            plain = _plan(spec, hardware, replace(options, quantization="none"))
-            plain.options = options.to_dict()
-            plain.bnb_fp32_cpu_offload = True
-            plain.notes.insert(0, f"{options.quantization} has no effect here: with no GPU the map needs disk, and "
-                               "bitsandbytes keeps every cpu/disk module at the load dtype "
-                               "(llm_int8_enable_fp32_cpu_offload); planned as an unquantized load")
-            plain.suggestions = [s for s in plain.suggestions if "4-bit" not in s]
-            result = plain
+        if options.batch_size == "auto":
+            result, choice = batching.search(plan_at)
+            result.batch_choice = choice
+        else:
+            result = plan_at(int(options.batch_size))
+        _finish(result)
+        result.throughput = batching.throughput_table(result, lambda b: _finish(plan_at(b)))
+        result.estimates = batching.task_estimates(result)
+        mpe = spec.max_position_embeddings
+        if mpe and options.context_length > mpe:
+            msg = (f"context_length {options.context_length} is longer than {spec.name}'s max_position_embeddings {mpe}: "
+                   f"positions past {mpe} were never trained (outputs degrade or the rotary cache errors); "
+                   f"plan with --context {mpe} (context_length: {mpe}) or less")
+            logger.warning(msg)
+            result.warnings.append(msg)
+        if plan_key is not None:
+            cache.store("plan", plan_key, json.loads(json.dumps(result.to_dict(), default=str)))
         return result
+
+
+PLAN_FORMAT = 1  # bump when Plan's fields change meaning (new fields invalidate through _code_version)
+
+
+def _code_version() -> str:
+    """A hash of the code a plan depends on (planning/, catalog, hardware, units) and of the library
+    versions that shape it, so an upgraded routerllm, transformers or accelerate never reads a stale plan."""
+    global _CODE_VERSION
+    if _CODE_VERSION is None:
+        import hashlib
+        from importlib import metadata
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for path in sorted(root.glob("*.py")) + [root.parent / n for n in ("catalog.py", "hardware.py", "units.py")]:
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+        for dist in ("transformers", "accelerate", "torch", "bitsandbytes"):
+            try:
+                h.update(f"{dist}={metadata.version(dist)}".encode())
+            except metadata.PackageNotFoundError:
+                h.update(f"{dist}=none".encode())
+        _CODE_VERSION = h.hexdigest()[:16]
+    return _CODE_VERSION
+
+
+_CODE_VERSION: str | None = None
+
+
+def _plan_key(spec: Any, hardware: Hardware, options: PlanOptions) -> str:
+    from routerllm.planning import cache
+
+    from routerllm.planning.walk import config_identity
+
+    return cache.key_of("plan", PLAN_FORMAT, _code_version(), spec.name, config_identity(spec),
+                        spec.source, spec.path, spec.hub_id, hardware.to_dict(), options.to_dict())
+
+
+# model types transformers' AutoModelForCausalLM builds that have no attention (so no KV cache to size)
+ATTENTION_FREE = {"mamba": "Mamba", "mamba2": "Mamba-2", "falcon_mamba": "Falcon Mamba", "rwkv": "RWKV",
+                  "xlstm": "xLSTM"}
+
+
+def _check_architecture(spec: Any) -> None:
+    """Refuse, naming the architecture, what the planner cannot size: a model that is not a causal
+    (decoder-only) LM transformers can build, or one without attention layers."""
+    if spec.source == "preset":
+        return  # every preset is a decoder-only transformer (tests/test_catalog.py builds them all)
+    mtype = spec.model_type
+    archs = ", ".join(getattr(spec.config, "architectures", None) or []) or mtype
+    fix = ("plan a decoder-only transformer with attention (what transformers' AutoModelForCausalLM builds, e.g. "
+           "llama, mistral, qwen2, gemma3_text, falcon, gpt_bigcode, bloom), or a preset: "
+           + ", ".join(_preset_names()))
+    heads = getattr(spec.config, "num_attention_heads", None)
+    if mtype in ATTENTION_FREE or not heads:
+        kind = ATTENTION_FREE.get(mtype, mtype)
+        raise PlanError(f"{spec.name}: architecture {kind} ({archs}) has no attention layers (a state-space or "
+                        "recurrent model): the planner sizes the KV cache of attention layers and cannot plan it", fix=fix)
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if mtype not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        what = ("an encoder-decoder (sequence-to-sequence) model" if getattr(spec.config, "is_encoder_decoder", False)
+                else "not a causal language model")
+        raise PlanError(f"{spec.name}: architecture {mtype} ({archs}) is {what}: transformers' AutoModelForCausalLM "
+                        "has no class for it, so routerllm can neither plan nor load it", fix=fix)
+
+
+def _preset_names() -> list[str]:
+    from routerllm.catalog import preset_names
+
+    return preset_names()
+
+
+def _finish(result: Plan) -> Plan:
+    """The speed figures of the plan at its own batch (speed.predict)."""
+    from routerllm.planning import batching
+
+    batch = result.batch_size
+    prompt, new = batching.task_shape(result)
+    pred = speed.predict(result, batch, prompt_tokens=prompt, new_tokens=new)
+    result.decode_tokens_per_s_ceiling = 1.0 / pred.step_s
+    result.tokens_per_s_ceiling = pred.tokens_per_s
+    result.tasks_per_hour_ceiling = 3600.0 * batch / pred.total_s
+    return result
+
+
+def _plan_once(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
+    """One plan at options.batch_size (an int); a quantized cpu+disk map is planned as the plain load it is."""
+    result = _plan(spec, hardware, options)
+    if (options.quantization != "none" and "disk" in set(result.device_map.values())
+            and not any(isinstance(v, int) for v in result.device_map.values())):
+        # a cpu+disk map needs llm_int8_enable_fp32_cpu_offload, under which bitsandbytes quantizes
+        # nothing that is on cpu or disk: the load is a plain one at the load dtype, so plan that
+        plain = _plan(spec, hardware, replace(options, quantization="none"))
+        plain.options = options.to_dict()
+        plain.bnb_fp32_cpu_offload = True
+        plain.notes.insert(0, f"{options.quantization} has no effect here: with no GPU the map needs disk, and "
+                           "bitsandbytes keeps every cpu/disk module at the load dtype "
+                           "(llm_int8_enable_fp32_cpu_offload); planned as an unquantized load")
+        plain.suggestions = [s for s in plain.suggestions if "4-bit" not in s]
+        result = plain
+    return result
 
 
 def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
@@ -327,10 +513,13 @@ def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
         if isinstance(d, int) and d not in used and kv == 0:
             act = 0
         over = fixed_overhead.get(d, 0) if d != "cpu" else 0
+        # a GPU's fixed overhead is its CUDA context plus, unless its budget is explicit, the headroom
+        head = int(caps[d] * options.gpu_headroom_fraction) if isinstance(d, int) and not is_explicit[d] else 0
+        over -= head
         stage = staging.get(d, 0)
         devices.append(DevicePlan(
             device=d, weight_bytes=w, kv_bytes=kv, activation_bytes=act, overhead_bytes=over,
-            total_bytes=w + kv + act + over + stage, offload_staging_bytes=stage,
+            total_bytes=w + kv + act + over + head + stage, offload_staging_bytes=stage, headroom_bytes=head,
             budget_bytes=caps[d] if d != "cpu" else caps["cpu"] - fixed_overhead["cpu"],
             layers=placement.layers_by_device.get(d, []), quantized=d in placement.quantized_on,
             matmul_params=work.get(d, {}).get("matmul_params", 0),
@@ -382,9 +571,9 @@ def _plan(spec: Any, hardware: Hardware, options: PlanOptions) -> Plan:
         verdict=verdict,
         reason=reason,
         suggestions=suggestions,
-        predicted_load_time_s=est.load_time_s,
-        decode_tokens_per_s=est.decode_tokens_per_s,
-        aggregate_tokens_per_s=est.aggregate_tokens_per_s,
+        load_time_floor_s=est.load_time_s,
+        decode_tokens_per_s_ceiling=est.decode_tokens_per_s,  # replaced by speed.predict in _finish
+        tokens_per_s_ceiling=est.aggregate_tokens_per_s,
         parallel=[r.to_dict() for r in rows],
         min_gpus=need,
         bnb_fp32_cpu_offload=bnb_flag,
@@ -410,8 +599,6 @@ def _spec_summary(spec: Any) -> dict[str, Any]:
 def _work_by_device(model: Any, device_map: dict[str, Any], dtype: str) -> dict[Any, dict[str, Any]]:
     """Per device of `device_map`: matmul parameters, linear shapes ("in x out": count), distinct
     parameter tensors, and bytes of untied input embeddings (looked up, not read, per step)."""
-    from torch import nn
-
     from routerllm.planning.placement import device_of
 
     out: dict[Any, dict[str, Any]] = {}
@@ -419,31 +606,48 @@ def _work_by_device(model: Any, device_map: dict[str, Any], dtype: str) -> dict[
     def slot(dev: Any) -> dict[str, Any]:
         return out.setdefault(dev, {"matmul_params": 0, "linear_shapes": {}, "tensor_count": 0, "lookup_bytes": 0})
 
-    seen: set[int] = set()
-    for name, param in model.named_parameters():
-        if id(param) in seen:
-            continue
-        seen.add(id(param))
+    params, embeddings, linears = _work_items(model)
+    for name in params:
         slot(device_of(name, device_map))["tensor_count"] += 1
-    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    out_w = getattr(out_emb, "weight", None)
     nbytes = memory.dtype_bytes(dtype)
-    for name, module in model.named_modules():
-        weight = getattr(module, "weight", None)
-        if weight is None or weight.dim() != 2:
-            continue
-        dev = device_of(name, device_map)
-        if isinstance(module, nn.Embedding):
-            if weight is not out_w:
-                slot(dev)["lookup_bytes"] += weight.numel() * nbytes
-            continue
-        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
-            in_f, out_f = (weight.shape[1], weight.shape[0]) if isinstance(module, nn.Linear) else weight.shape
-            s = slot(dev)
-            s["matmul_params"] += weight.numel()
-            key = f"{int(in_f)}x{int(out_f)}"
-            s["linear_shapes"][key] = s["linear_shapes"].get(key, 0) + 1
+    for name, numel in embeddings:
+        slot(device_of(name, device_map))["lookup_bytes"] += numel * nbytes
+    for name, numel, key in linears:
+        s = slot(device_of(name, device_map))
+        s["matmul_params"] += numel
+        s["linear_shapes"][key] = s["linear_shapes"].get(key, 0) + 1
     return out
+
+
+def _work_items(model: Any) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int, str]]]:
+    """(distinct parameter names, untied input embeddings (name, numel), linears (name, numel, "in x out")),
+    memoized per meta model (its structure never changes)."""
+    memo = memory._cache(model)
+    if "work_items" not in memo:
+        from torch import nn
+
+        seen: set[int] = set()
+        params = []
+        for name, param in model.named_parameters():
+            if id(param) not in seen:
+                seen.add(id(param))
+                params.append(name)
+        out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        out_w = getattr(out_emb, "weight", None)
+        embeddings, linears = [], []
+        for name, module in model.named_modules():
+            weight = getattr(module, "weight", None)
+            if weight is None or weight.dim() != 2:
+                continue
+            if isinstance(module, nn.Embedding):
+                if weight is not out_w:
+                    embeddings.append((name, weight.numel()))
+                continue
+            if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
+                in_f, out_f = (weight.shape[1], weight.shape[0]) if isinstance(module, nn.Linear) else weight.shape
+                linears.append((name, weight.numel(), f"{int(in_f)}x{int(out_f)}"))
+        memo["work_items"] = (params, embeddings, linears)
+    return memo["work_items"]
 
 
 def _kv_by_device(spec: Any, placement: Any, tokens: int, batch: int, kv_nbytes: int, gpu_ids: list[int]) -> dict[Any, int]:
@@ -467,11 +671,13 @@ def _offload_staging(spec: Any, placement: Any, dtype: str, gpu_ids: list[int]) 
     if not used_gpus or not placement.offloaded_modules:
         return {}
     full = memory.tensor_bytes_map(spec.meta_model(dtype), "none", dtype, set())
-    offloaded = placement.offloaded_modules
+    offloaded = set(placement.offloaded_modules)
     per_module: dict[str, int] = {}
     for name, size in full.items():
         module = name.rsplit(".", 1)[0] if "." in name else ""
-        if any(module == k or module.startswith(k + ".") or k == "" for k in offloaded):
+        parts = module.split(".") if module else []
+        # the module or one of its parents is an offloaded map key ("" offloads everything)
+        if "" in offloaded or any(".".join(parts[:i]) in offloaded for i in range(1, len(parts) + 1)):
             per_module[module] = per_module.get(module, 0) + size
     return {used_gpus[0]: max(per_module.values(), default=0)}
 
@@ -504,8 +710,9 @@ def _verdict(placement: Any, devices: list[DevicePlan], gpu_ids: list[int], opti
         if isinstance(d.device, int) and d.total_bytes > d.budget_bytes:
             return ("cannot_run",
                     f"GPU {d.device} needs {format_size(d.total_bytes)} (weights {format_size(d.weight_bytes)}, "
-                    f"KV {format_size(d.kv_bytes)}, activations {format_size(d.activation_bytes)}, overhead "
-                    f"{format_size(d.overhead_bytes)}) but has {format_size(d.budget_bytes)}", notes)
+                    f"KV {format_size(d.kv_bytes)}, activations {format_size(d.activation_bytes)}, CUDA context "
+                    f"{format_size(d.overhead_bytes)}, headroom {format_size(d.headroom_bytes)}) but has "
+                    f"{format_size(d.budget_bytes)}", notes)
     if used == {"disk"}:
         return ("cannot_run", "every module would be offloaded to disk; accelerate/safetensors cannot dispatch a "
                 "disk-only map (the execution device must hold at least one block)", notes)
@@ -552,7 +759,7 @@ def _suggestions(spec: Any, hardware: Hardware, options: PlanOptions, verdict: s
     gpu_devs = [d for d in devices if isinstance(d.device, int)]
     if gpu_devs:
         weights_all = memory.weight_bytes_total(spec, options.quantization, str(options.dtype).replace("torch.", ""))
-        room = sum(d.budget_bytes - d.overhead_bytes - d.activation_bytes for d in gpu_devs) - weights_all
+        room = sum(d.budget_bytes - d.overhead_bytes - d.headroom_bytes - d.activation_bytes for d in gpu_devs) - weights_all
         per_token = spec.kv_bytes_per_token(kv_nbytes) * options.batch_size
         if room > 0 and per_token > 0:
             max_tokens = int(room // per_token) // 256 * 256

@@ -336,7 +336,7 @@ def max_batch_size(plan: Any, *, context_length: int, max_new_tokens: int) -> in
         act_plan_seq = plan_tokens * act_per_tok * act_b + 2 * int(m["vocab_size"]) * 4
         fixed_act = max(0, d.activation_bytes - plan_batch * act_plan_seq)
         budget = d.budget_bytes
-        used = d.weight_bytes + d.overhead_bytes + d.offload_staging_bytes + fixed_act
+        used = d.weight_bytes + d.overhead_bytes + getattr(d, "headroom_bytes", 0) + d.offload_staging_bytes + fixed_act
         room = budget - used
         per_row = kv_seq[d.device] + act_seq
         n = int(room // per_row) if per_row > 0 and room > 0 else 0
@@ -348,7 +348,11 @@ def auto_batch_size(plan: Any, *, context_length: int, max_new_tokens: int) -> i
     """The batch for `batch_size: auto`: at most what the memory left for KV cache and activations
     allows on the layer-holding devices (max_batch_size, capped at MAX_AUTO_BATCH), and of those
     the smallest whose decoding throughput ceiling is within 10% of the largest's (a bigger batch
-    then only adds latency). At least 1."""
+    then only adds latency). At least 1. A plan made with `batch_size="auto"` (planning.batching.search,
+    which may have moved layers off the GPUs for its batch) answers with the batch it chose."""
+    choice = getattr(plan, "batch_choice", None)
+    if choice and int(plan.options.get("context_length") or 0) >= context_length:
+        return int(choice["chosen"])
     cap = min(MAX_AUTO_BATCH, max_batch_size(plan, context_length=context_length, max_new_tokens=max_new_tokens))
     if cap <= 1:
         return 1
