@@ -94,3 +94,8 @@ def quantize_int8_dynamic(model: Any) -> str:
             f"({int8_bytes / 2**20:.0f} MiB of int8 weights); everything else float32")
     logger.info(note)
     return note
+
+
+# Rows an int8_dynamic tier decodes at once, whatever batch_size says: set from a measurement
+# (bench/bench_int8_batch.py); see the comment where it is decided.
+INT8_DYNAMIC_MAX_BATCH = 1
