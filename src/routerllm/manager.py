@@ -388,8 +388,12 @@ class LargeModelManager:
                 from routerllm.cpu_quant import INT8_DYNAMIC_MAX_BATCH
 
                 if self._batch_size > INT8_DYNAMIC_MAX_BATCH:
-                    logger.info("%s: int8_dynamic decodes %d row(s) at a time, not %d (cpu_quant.INT8_DYNAMIC_MAX_BATCH)",
-                                self.config.name, INT8_DYNAMIC_MAX_BATCH, self._batch_size)
+                    # its rows share one activation scale: answers would depend on batch mates (cpu_quant)
+                    log = logger.warning if isinstance(wanted, int) else logger.info
+                    log("%s: cpu_quantization int8_dynamic decodes %d row(s) at a time, not %d: rows decoded "
+                        "together share one activation scale, so an answer would depend on its batch mates "
+                        "(cpu_quant.INT8_DYNAMIC_MAX_BATCH; set batch_size: auto or 1 to silence this)",
+                        self.config.name, INT8_DYNAMIC_MAX_BATCH, self._batch_size)
                     self._batch_size = INT8_DYNAMIC_MAX_BATCH
                     self.batch_size_reason = "cpu_quantization int8_dynamic (cpu_quant.INT8_DYNAMIC_MAX_BATCH)"
             logger.info("%s: batch size %d (%s)", self.config.name, self._batch_size, self.batch_size_reason)
