@@ -197,6 +197,25 @@ def test_generate_batches_stops_seeds_and_chat(tiny_llama):
         manager.unload()
 
 
+def test_batch_size_auto_is_the_planners_choice_and_an_integer_wins(tiny_llama):
+    from routerllm.backends.base import batch_size_of
+    from routerllm.planning.speed import auto_batch_size
+
+    auto = LargeModelManager(tiny_config(tiny_llama))  # batch_size defaults to auto
+    assert auto.config.batch_size == "auto" and auto.plan_options().batch_size == 1  # planned for one row
+    expected = auto_batch_size(auto.plan(), context_length=CONTEXT, max_new_tokens=8)
+    assert auto.batch_size == expected > 1 and "auto" in auto.batch_size_reason
+    assert LargeModelManager(tiny_config(tiny_llama, batch_size=3)).batch_size == 3
+    int8 = LargeModelManager(tiny_config(tiny_llama, batch_size=3, cpu_quantization="int8_dynamic"))
+    assert int8.batch_size == 1  # rows would share an activation scale (cpu_quant.INT8_DYNAMIC_MAX_BATCH)
+    backend = make_backend(tiny_config(tiny_llama))
+    assert batch_size_of(backend, backend.model_config) == expected  # what the benchmark batches by
+    replay = ModelConfig(name="r", backend="replay", replay_file="x.jsonl")
+    openai = ModelConfig(name="o", backend="openai", base_url="http://127.0.0.1:1/v1")
+    assert batch_size_of(object(), replay) == 1 and batch_size_of(object(), openai) == 8
+    assert batch_size_of(object(), replay.model_copy(update={"batch_size": 5})) == 5
+
+
 def test_unload_is_idempotent_and_generate_after_unload_says_load(tiny_llama):
     manager = LargeModelManager(tiny_config(tiny_llama))
     manager.load(progress=False)
