@@ -16,7 +16,10 @@ Generic part (reused by the routing comparison):
 * A rich progress bar with elapsed time and ETA shows progress.
 
 Benchmark part: `run_benchmark(BenchmarkOptions)` = pre-flight (the planner's verdict for local
-models), backend load, generation, sandboxed scoring, codecarbon CO2 and memory sampling per run,
+models), backend load, generation in cross-task batches of the tier's batch size
+(backends.base.batch_size_of; records.BenchmarkRecord per task: queue wait apart from generation
+time, the batch, its share of the batch's energy and CO2 by generated tokens), sandboxed scoring,
+codecarbon CO2 and memory sampling per run, report.md (tasks/hour beside per-task latency),
 `--skip-execution` (generate only) and `execute_only(run_dir)` (score a saved run).
 
 Run directory layout:
