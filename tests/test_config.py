@@ -52,6 +52,9 @@ def test_production_config_has_the_documented_shape():
         ({"models": {}}, "models.large_llm", "add it"),
         (_large(backend="openai"), "models.large_llm", "base_url"),
         (_large(backend="carrier-pigeon"), "models.large_llm.backend", "local"),
+        (_large(batch_size=0), "models.large_llm.batch_size", "write auto (the planner chooses) or a whole number"),
+        (_large(batch_size="lots"), "models.large_llm.batch_size", "'lots' is not a batch size"),
+        (_large(batch_size=2.5), "models.large_llm.batch_size", "batch_size: 8"),
     ],
 )
 def test_config_errors_name_the_key_and_the_fix(data, key, fragment):
@@ -92,3 +95,9 @@ def test_import_routerllm_is_light():
     code = "import sys, routerllm, routerllm.config, routerllm.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_batch_size_is_auto_by_default_and_an_integer_wins():
+    assert config_from_dict(_large()).models.large_llm.batch_size == "auto"
+    assert config_from_dict(_large(batch_size="Auto")).models.large_llm.batch_size == "auto"
+    assert config_from_dict(_large(batch_size=6)).models.large_llm.batch_size == 6

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -83,6 +84,12 @@ def test_disk_offloaded_load_agrees_exactly_with_single_device(tiny_llama, tmp_p
     try:
         assert "disk" in {str(v) for v in offloaded.load_info.device_map.values()}
         result = compare_manager(offloaded, baseline)
+        # the disk-offloaded weights came through one open handle per checkpoint file, not a
+        # safe_open per tensor per forward (offload_io: accelerate 1.16 reopens every time)
+        from routerllm.offload_io import open_handles
+
+        assert any("handles kept open" in n for n in offloaded.load_info.notes)
+        assert open_handles(offloaded.model) == len(list(Path(tiny_llama).glob("*.safetensors")))
     finally:
         offloaded.unload()
     assert result.token_agreement == 1.0
@@ -188,6 +195,25 @@ def test_generate_batches_stops_seeds_and_chat(tiny_llama):
         assert chat.prompt_tokens > plain.prompt_tokens
     finally:
         manager.unload()
+
+
+def test_batch_size_auto_is_the_planners_choice_and_an_integer_wins(tiny_llama):
+    from routerllm.backends.base import batch_size_of
+    from routerllm.planning.speed import auto_batch_size
+
+    auto = LargeModelManager(tiny_config(tiny_llama))  # batch_size defaults to auto
+    assert auto.config.batch_size == "auto" and auto.plan_options().batch_size == 1  # planned for one row
+    expected = auto_batch_size(auto.plan(), context_length=CONTEXT, max_new_tokens=8)
+    assert auto.batch_size == expected > 1 and "auto" in auto.batch_size_reason
+    assert LargeModelManager(tiny_config(tiny_llama, batch_size=3)).batch_size == 3
+    int8 = LargeModelManager(tiny_config(tiny_llama, batch_size=3, cpu_quantization="int8_dynamic"))
+    assert int8.batch_size == 1  # rows would share an activation scale (cpu_quant.INT8_DYNAMIC_MAX_BATCH)
+    backend = make_backend(tiny_config(tiny_llama))
+    assert batch_size_of(backend, backend.model_config) == expected  # what the benchmark batches by
+    replay = ModelConfig(name="r", backend="replay", replay_file="x.jsonl")
+    openai = ModelConfig(name="o", backend="openai", base_url="http://127.0.0.1:1/v1")
+    assert batch_size_of(object(), replay) == 1 and batch_size_of(object(), openai) == 8
+    assert batch_size_of(object(), replay.model_copy(update={"batch_size": 5})) == 5
 
 
 def test_unload_is_idempotent_and_generate_after_unload_says_load(tiny_llama):

@@ -107,3 +107,19 @@ def test_the_sandbox_opt_out_is_printed_in_the_report(tmp_path: Path) -> None:
     write_report(tmp_path / "b", unsafe)
     assert "UNSAFE: benchmark.unsafe_no_sandbox was set" in (tmp_path / "b" / "report.md").read_text()
     assert "UNSAFE" in (tmp_path / "b" / "report.html").read_text()
+
+
+def test_benchmark_report_puts_throughput_beside_latency(tmp_path: Path) -> None:
+    from routerllm.report import BENCHMARK_COLUMNS, benchmark_row, write_benchmark_report
+
+    summary = {"model": "tiny", "num_tasks": 10, "pass@1": 0.5, "tasks_per_hour": 1234.4, "batch_tasks_mean": 4.0,
+               "tokens_per_s": 12.3, "latency_s": {"mean": 2.5, "p95": 3.0}, "queue_wait_s": {"mean": 6.0},
+               "task_latency_s": {"mean": 8.5, "p95": 12.0}, "co2_kg": 0.002, "timing": "measured",
+               "status": "complete"}
+    row = dict(zip(BENCHMARK_COLUMNS, benchmark_row(summary)))
+    assert row["tasks/hour"] == "1234" and row["task latency mean s"] == "8.5" and row["answer mean s"] == "2.50"
+    assert row["queue wait mean s"] == "6.0" and row["CO2 g/task"] == "0.200" and row["pass@1"] == "50.0%"
+    text = write_benchmark_report(tmp_path, summary).read_text()
+    assert "| tasks/hour |" in text and "| task latency mean s |" in text
+    assert "| 1234 |" in text and "queue wait" in text.lower()
+    assert "n/a" in benchmark_row({"model": "x"})  # figures a run does not have are n/a, not errors

@@ -210,3 +210,80 @@ def test_preflight_refuses_before_loading_anything(tmp_path):
     with pytest.raises(PlanError, match="cannot run"):
         run_benchmark(opts)
     assert not (tmp_path / "no").exists()  # refused before the run directory or the model existed
+
+
+def _replay_config(data: dict, **model_overrides) -> "RouterLLMConfig":  # noqa: F821
+    data = json.loads(json.dumps(data))
+    data["models"]["large_llm"].update(model_overrides)
+    return config_from_dict(data)
+
+
+def test_benchmark_batches_tasks_on_the_modelled_clock_and_splits_energy(replay_setup):
+    _, data, results = replay_setup
+    cfg = _replay_config(data, batch_size=4)
+    out = run_benchmark(BenchmarkOptions(config=cfg, model=cfg.models.large_llm, num_examples=10,
+                                         results_dir=results, run_name="b4", progress=False))
+    assert out.complete
+    records = _records(results / "b4")
+    assert [r["task_id"] for r in records] == [f"HumanEval/{i}" for i in range(10)]
+    assert [r["batch"]["index"] for r in records] == [0] * 4 + [1] * 4 + [2] * 2
+    assert [r["batch"]["tasks"] for r in records] == [4] * 8 + [2] * 2
+    assert all(r["batch"]["size"] == 4 and r["timing"] == "modelled" for r in records)
+    cost = cfg.models.large_llm.cost
+    clock = 0.0
+    for index in range(3):
+        batch = [r for r in records if r["batch"]["index"] == index]
+        longest = max(r["samples"][0]["total_s"] for r in batch)
+        # the batch lasts as long as its longest row; each task waited for the batches before it
+        assert all(r["generation_s"] == pytest.approx(longest) for r in batch)
+        assert all(r["queue_wait_s"] == pytest.approx(clock) for r in batch)
+        clock += longest
+        # the batch's modelled energy (the tier's power for that long), split by generated tokens
+        energies = [r["energy"]["energy_kwh"] for r in batch]
+        assert sum(energies) == pytest.approx(cost.watts * longest / 3.6e6)
+        tokens = [r["samples"][0]["completion_tokens"] for r in batch]
+        for e, t in zip(energies, tokens):
+            assert e == pytest.approx(sum(energies) * t / sum(tokens))
+        assert sum(r["energy"]["batch_share"] for r in batch) == pytest.approx(1.0)
+    summary = json.loads((results / "b4" / SUMMARY_FILE).read_text())
+    assert summary["batches"] == 3 and summary["batch_clock_s"] == pytest.approx(clock)
+    assert summary["tasks_per_hour"] == pytest.approx(3600 * 10 / clock)
+    assert summary["queue_wait_s"]["max"] == pytest.approx(clock - records[-1]["generation_s"])
+    assert summary["sessions"][-1]["batch_size"] == 4
+    report = (results / "b4" / "report.md").read_text()
+    assert "tasks/hour" in report and "queue wait" in report
+    assert f"| {summary['tasks_per_hour']:.0f} |" in report
+    # the same tasks one at a time: the same verdicts, and throughput counted per task
+    cfg1 = _replay_config(data, batch_size=1)
+    one = run_benchmark(BenchmarkOptions(config=cfg1, model=cfg1.models.large_llm, num_examples=10,
+                                         results_dir=results, run_name="b1", progress=False))
+    assert [r["samples"][0]["verdict"]["status"] for r in one.records] == \
+        [r["samples"][0]["verdict"]["status"] for r in records]
+    assert one.summary["batches"] == 10 and one.summary["tasks_per_hour"] < summary["tasks_per_hour"]
+
+
+def test_benchmark_of_a_local_tier_in_batches_matches_batch_1(tiny_llama, tmp_path):
+    """fp32 greedy on the tiny Llama: batch 4 answers every task exactly as batch 1 does; measured
+    queue waits grow batch by batch, each answer's own time fits in its batch's."""
+    from routerllm.config import ModelConfig
+
+    runs = {}
+    for batch_size in (4, 1):
+        model = ModelConfig(name="tiny", model_id=str(tiny_llama), dtype="float32", context_length=1024,
+                            max_new_tokens=8, batch_size=batch_size)
+        cfg = config_from_dict({"models": {"large_llm": model.model_dump(mode="json")},
+                                "benchmark": {"track_co2": False}})
+        out = run_benchmark(BenchmarkOptions(config=cfg, model=cfg.models.large_llm, num_examples=6, skip_execution=True,
+                                             results_dir=tmp_path, run_name=f"b{batch_size}", progress=False))
+        assert out.complete
+        runs[batch_size] = _records(tmp_path / f"b{batch_size}")
+    batched, alone = runs[4], runs[1]
+    assert [r["samples"][0]["completion"] for r in batched] == [r["samples"][0]["completion"] for r in alone]
+    assert [r["batch"]["index"] for r in batched] == [0, 0, 0, 0, 1, 1]
+    assert [r["batch"]["index"] for r in alone] == list(range(6))
+    for r in batched:
+        assert r["timing"] == "measured" and r["batch"]["rows"] == r["batch"]["tasks"]
+        assert 0 < r["samples"][0]["total_s"] <= r["generation_s"] + 1e-6
+    first, second = batched[0], batched[4]
+    assert second["queue_wait_s"] >= first["queue_wait_s"] + first["generation_s"]
+    assert (tmp_path / "b4" / "report.md").exists()

@@ -80,7 +80,14 @@ class ModelConfig(_Section):
     offload_state_dict: bool = False
     trust_remote_code: bool = False
     context_length: int = Field(4096, gt=0, description="tokens of prompt + output to plan KV cache for")
-    batch_size: int = Field(1, gt=0)
+    batch_size: int | Literal["auto"] = Field(
+        "auto",
+        description="rows decoded together (cross-task batching: one pass over the weights serves every row). "
+        "auto: a local tier takes the planner's choice (planning.speed.auto_batch_size: what the memory left for "
+        "KV cache and activations allows at context_length and max_new_tokens, the smallest batch within 10% of "
+        "the best throughput); an openai tier sends up to 8 requests at once (the server batches them); a replay "
+        "tier answers one task at a time. An integer >= 1 wins over the planner",
+    )
     max_new_tokens: int = Field(512, gt=0)
     temperature: float = Field(0.0, ge=0)
     stop: list[str] = Field(default_factory=list, description="extra stop sequences")
@@ -122,6 +129,16 @@ class ModelConfig(_Section):
             except ValueError as exc:
                 raise ValueError(f"[{key}]: {exc}") from None
         return out
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{value!r} is not a batch size; write auto (the planner chooses) or a whole number "
+                             "of rows >= 1, e.g. batch_size: 8")
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "ModelConfig":

@@ -15,8 +15,9 @@ a float32 copy, the head gets its int8 one.
 
 Answers change a little (activation and weight rounding): bench/bench_generate.py measures token
 agreement with the bf16 reference and pass@1 on HumanEval tasks. The activation scale is per
-input tensor, so rows decoded in one batch share it: a task's answer can differ slightly between
-batch 1 and a larger batch.
+input tensor, so rows decoded in one batch share it: a task's answer differs between batch 1 and a
+larger batch (bench/bench_int8_batch.py), and such a tier decodes one row at a time
+(INT8_DYNAMIC_MAX_BATCH).
 
 torch 2.13 marks `torch.ao.quantization` deprecated in favour of torchao; torchao 0.18's CPU
 equivalents (Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig) were slower than bf16
@@ -94,3 +95,13 @@ def quantize_int8_dynamic(model: Any) -> str:
             f"({int8_bytes / 2**20:.0f} MiB of int8 weights); everything else float32")
     logger.info(note)
     return note
+
+
+# Rows an int8_dynamic tier decodes at once, whatever batch_size says: ONE. The dynamic int8 Linear
+# quantizes its input with one scale per input TENSOR, so the rows of a batch share it and a row's
+# answer depends on which other rows share its batch. Measured by bench/bench_int8_batch.py (Gemma 3
+# 270M, 8 HumanEval prompts, greedy, 48 new tokens, torch 2.13 on this 2-core CPU): batch 4 decodes
+# 3.03x the tokens/s of batch 1, but 0 of 8 answers were identical to batch 1 (the same model in
+# fp32, same bench: 8 of 8 identical, 2.21x). Batching helps, but a task's answer (and so its
+# routing decision) must not depend on its batch mates, so this tier decodes one row at a time.
+INT8_DYNAMIC_MAX_BATCH = 1

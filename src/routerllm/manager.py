@@ -21,10 +21,14 @@ Attention: flash_attention_2 when asked (`use_flash_attention`), on CUDA, with `
 installed and supported by the model class; else sdpa; else eager (e.g. Bloom has no sdpa path in
 transformers 5). `LoadInfo.attn_implementation` and `.attn_reason` say which and why.
 
-Generation: requests with the same (temperature, seed) are batched (left padding, up to the
-config's `batch_size`); greedy at temperature 0, else sampling seeded by `request.seed`. A
-StoppingCriteria ends each row at its first stop sequence, EOS or its own `max_new_tokens`, and the
-text is cut at the first stop. Time to first token comes from a streamer's first new-token call.
+Generation: requests with the same (temperature, seed) are batched (left padding, up to
+`batch_size` rows: the config's integer, or for `batch_size: auto` the planner's choice on this
+tier's plan); greedy at temperature 0, else sampling seeded by `request.seed`. A StoppingCriteria
+ends each row at its first stop sequence, EOS or its own `max_new_tokens`, and the text is cut at
+the first stop. Time to first token comes from a streamer's first new-token call; a row's
+`total_s` runs until that row stopped (`extra["batch_total_s"]`: the whole batch). A batch that
+runs out of memory (CUDA or CPU allocator) is retried in halves, with a warning, and the tier keeps
+the smaller batch size: no request is lost to it.
 """
 
 from __future__ import annotations
@@ -185,12 +189,15 @@ def _stop_criteria_class():
     class StopOnText(StoppingCriteria):
         """Per row: stop at the first stop sequence in the new text, at EOS, or at the row's own limit."""
 
-        def __init__(self, tokenizer, prompt_len: int, stops: list[list[str]], limits: list[int]) -> None:
+        def __init__(self, tokenizer, prompt_len: int, stops: list[list[str]], limits: list[int],
+                     eos: set[int] | None = None) -> None:
             self.tokenizer = tokenizer
             self.prompt_len = prompt_len
             self.stops = stops
             self.limits = limits
+            self.eos = eos or set()
             self.done_at: list[int | None] = [None] * len(stops)  # new-token count when the row stopped
+            self.done_time: list[float | None] = [None] * len(stops)  # perf_counter when it stopped
             self.window = [max((len(s) for s in row), default=0) + 4 for row in stops]
 
         def __call__(self, input_ids, scores, **kwargs):
@@ -199,12 +206,13 @@ def _stop_criteria_class():
             done = []
             for i in range(new.shape[0]):
                 if self.done_at[i] is None:
-                    hit = n >= self.limits[i]
+                    hit = n >= self.limits[i] or (n > 0 and int(new[i, -1]) in self.eos)
                     if not hit and self.stops[i]:
                         tail = self.tokenizer.decode(new[i, -self.window[i]:], skip_special_tokens=True)
                         hit = any(s in tail for s in self.stops[i])
                     if hit:
                         self.done_at[i] = n
+                        self.done_time[i] = time.perf_counter()
                 done.append(self.done_at[i] is not None)
             return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
@@ -225,6 +233,29 @@ class _FirstTokenTimer:
 
     def end(self) -> None:
         pass
+
+
+# What an allocation failure looks like at run time (torch 2.13): CUDA raises torch.OutOfMemoryError
+# ("CUDA out of memory. Tried to allocate ..."); the CPU allocator raises a plain RuntimeError
+# ("DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes" / "... not enough
+# memory: ..."); code that allocates through Python (numpy, tokenizers) raises MemoryError.
+_OOM_TEXT = ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True when `exc` is a failed allocation that a smaller batch can avoid."""
+    if isinstance(exc, MemoryError):
+        return True
+    oom_type = None
+    try:
+        import torch
+
+        oom_type = getattr(torch, "OutOfMemoryError", None)
+    except ImportError:  # pragma: no cover
+        pass
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, RuntimeError) and any(t in str(exc).lower() for t in _OOM_TEXT)
 
 
 def _tensor_bytes(t) -> int:
@@ -285,6 +316,8 @@ class LargeModelManager:
         self._offload_dir: Path | None = None
         self._lock = threading.Lock()  # generate() is not re-entrant on one model
         self._warned_no_template = False
+        self._batch_size: int | None = None  # resolved on first use (batch_size), halved on OOM
+        self.batch_size_reason = ""
 
     # -- planning ----------------------------------------------------------------------------------
 
@@ -327,11 +360,44 @@ class LargeModelManager:
             quantization=self.config.quantization,
             dtype=self.config.dtype if self.config.dtype != "auto" else "bfloat16",
             context_length=self.config.context_length,
-            batch_size=self.config.batch_size,
+            # batch_size auto: plan one row, then size the batch from what that plan leaves (batch_size)
+            batch_size=self.config.batch_size if isinstance(self.config.batch_size, int) else 1,
             max_memory=dict(self.config.max_memory) if self.config.max_memory else None,
             offload_folder=self.config.offload_folder,
             double_quant=self.config.bnb_4bit_use_double_quant,
         )
+
+    @property
+    def batch_size(self) -> int:
+        """Rows decoded together: the config's integer, or for `batch_size: auto` the planner's
+        choice on this tier's plan (planning.speed.auto_batch_size at its context_length and
+        max_new_tokens), lowered for good when a batch ran out of memory (generate)."""
+        if self._batch_size is None:
+            wanted = self.config.batch_size
+            if isinstance(wanted, int):
+                self._batch_size = wanted
+                self.batch_size_reason = "models.<tier>.batch_size"
+            else:
+                from routerllm.planning.speed import auto_batch_size
+
+                self._batch_size = max(1, int(auto_batch_size(self.plan(), context_length=self.config.context_length,
+                                                              max_new_tokens=self.config.max_new_tokens)))
+                self.batch_size_reason = (f"batch_size auto: the planner's choice at context {self.config.context_length}, "
+                                          f"{self.config.max_new_tokens} new tokens")
+            if self.config.cpu_quantization == "int8_dynamic" and self._batch_size > 1:
+                from routerllm.cpu_quant import INT8_DYNAMIC_MAX_BATCH
+
+                if self._batch_size > INT8_DYNAMIC_MAX_BATCH:
+                    # its rows share one activation scale: answers would depend on batch mates (cpu_quant)
+                    log = logger.warning if isinstance(wanted, int) else logger.info
+                    log("%s: cpu_quantization int8_dynamic decodes %d row(s) at a time, not %d: rows decoded "
+                        "together share one activation scale, so an answer would depend on its batch mates "
+                        "(cpu_quant.INT8_DYNAMIC_MAX_BATCH; set batch_size: auto or 1 to silence this)",
+                        self.config.name, INT8_DYNAMIC_MAX_BATCH, self._batch_size)
+                    self._batch_size = INT8_DYNAMIC_MAX_BATCH
+                    self.batch_size_reason = "cpu_quantization int8_dynamic (cpu_quant.INT8_DYNAMIC_MAX_BATCH)"
+            logger.info("%s: batch size %d (%s)", self.config.name, self._batch_size, self.batch_size_reason)
+        return self._batch_size
 
     def plan(self):
         """The planner's Plan for this config on `hardware` (cached)."""
@@ -523,6 +589,12 @@ class LargeModelManager:
                 "see the plan (routerllm plan) for the device map that was used",
             ) from exc
         model.eval()
+        if "disk" in places:
+            from routerllm.offload_io import keep_offload_files_open
+
+            if keep_offload_files_open(model):
+                notes.append("disk-offloaded weights read through safetensors handles kept open "
+                             "(accelerate 1.16 reopens the file for every tensor at every forward)")
         if cfg.cpu_quantization == "int8_dynamic":
             from routerllm.cpu_quant import quantize_int8_dynamic
 
@@ -617,19 +689,47 @@ class LargeModelManager:
             key = (float(r.temperature), i) if r.temperature > 0 and r.seed is not None else (float(r.temperature), None)
             groups[key].append(i)
         out: list[Generation | None] = [None] * len(requests)
-        size = max(1, self.config.batch_size)
         with self._lock:
             for idxs in groups.values():
-                for start in range(0, len(idxs), size):
-                    chunk = idxs[start:start + size]
-                    for i, gen in zip(chunk, self._generate_batch([requests[i] for i in chunk])):
+                start = 0
+                while start < len(idxs):
+                    chunk = idxs[start:start + self.batch_size]
+                    try:
+                        gens = self._generate_batch([requests[i] for i in chunk])
+                    except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried, the rest re-raised
+                        if not is_out_of_memory(exc) or len(chunk) == 1:
+                            raise
+                        self._halve_batch(len(chunk), exc)
+                        continue  # the same rows again, in smaller batches: no request is lost
+                    for i, gen in zip(chunk, gens):
                         out[i] = gen
+                    start += len(chunk)
             if self.config.quantization != "none":
                 # bitsandbytes' CPU kernels dequantize each layer's weight per forward (and NF4 repacks
                 # it at the first); glibc keeps those freed pages. Measured on the Gemma 270M NF4:
                 # 62 MiB held after a generation, returned by this trim in ~4 ms.
                 release_free_heap()
         return out  # type: ignore[return-value]
+
+    def _halve_batch(self, rows: int, exc: BaseException) -> None:
+        """After an out-of-memory error on a batch of `rows`: free what the failed step held and
+        lower this tier's batch size to half of it, for the rest of the run."""
+        exc.__traceback__ = None  # the traceback's frames hold the failed step's tensors
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+        release_free_heap()
+        self._batch_size = max(1, rows // 2)
+        self.batch_size_reason = f"halved after running out of memory at {rows} rows"
+        logger.warning("%s: out of memory generating %d rows at once (%s); retrying them %d at a time "
+                       "(set models.<tier>.batch_size to %d or less to skip this retry)", self.config.name,
+                       rows, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                       self._batch_size, self._batch_size)
 
     def _generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
         import torch
@@ -641,7 +741,11 @@ class LargeModelManager:
         width = ids.shape[1]
         stops = [[s for s in [*r.stop, *self.config.stop] if s] for r in requests]
         limits = [max(1, r.max_new_tokens) for r in requests]
-        criteria = _stop_criteria_class()(tok, width, stops, limits)
+        eos_ids = self.model.generation_config.eos_token_id
+        eos = set(eos_ids if isinstance(eos_ids, list) else [eos_ids] if eos_ids is not None else [])
+        eos.add(tok.eos_token_id)
+        eos.discard(None)
+        criteria = _stop_criteria_class()(tok, width, stops, limits, eos)
         timer = _FirstTokenTimer()
         temperature = float(requests[0].temperature)
         kwargs: dict[str, Any] = dict(
@@ -655,11 +759,9 @@ class LargeModelManager:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         with torch.inference_mode():
             output = self.model.generate(**kwargs)
-        total = time.perf_counter() - started
+        ended = time.perf_counter()
+        total = ended - started
         ttft = (timer.first_token_at - started) if timer.first_token_at else None
-        eos_ids = self.model.generation_config.eos_token_id
-        eos = set(eos_ids if isinstance(eos_ids, list) else [eos_ids] if eos_ids is not None else [])
-        eos.add(tok.eos_token_id)
         results = []
         for i, request in enumerate(requests):
             new = output[i, width:].tolist()
@@ -677,10 +779,13 @@ class LargeModelManager:
             if cut:
                 pos, stopped_by = min(cut)
                 text, finish = text[:pos], "stop"
+            # the row's own time: until it stopped (the batch goes on for its longest row)
+            row_total = (criteria.done_time[i] or ended) - started
             results.append(Generation(
-                text=text, prompt_tokens=prompt_lens[i], completion_tokens=n, ttft_s=ttft, total_s=total,
+                text=text, prompt_tokens=prompt_lens[i], completion_tokens=n, ttft_s=ttft, total_s=row_total,
                 finish_reason=finish, timing="measured",
-                extra={"batch_size": len(requests), "stopped_by": stopped_by, "tier": self.config.name,
+                extra={"batch_size": len(requests), "batch_total_s": total, "stopped_by": stopped_by,
+                       "tier": self.config.name,
                        "attn_implementation": self.load_info.attn_implementation if self.load_info else None},
             ))
         return results

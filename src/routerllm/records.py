@@ -6,6 +6,9 @@
     TaskRecord     one task: every system's record, and what the tiers could have done (oracle, ceiling)
     SystemSummary  one system over the run: pass@1, large share, false accepts, latency, throughput, ...
     ComparisonSummary  the run: every system, the better single tier, the floor and the ceilings
+    BenchmarkSample    one generated answer of the one-model benchmark (runner.run_benchmark)
+    BenchmarkBatch     the cross-task batch a benchmark task was generated in
+    BenchmarkRecord    one benchmark task: its answers, queue wait, generation time, batch, energy share
 
 Every class round-trips through JSON (`to_dict()` / `from_dict()`): results.jsonl holds one
 TaskRecord per line, comparison.json one ComparisonSummary. Field meanings are in the docstrings;
@@ -293,3 +296,70 @@ class ComparisonSummary(_Record):
     @property
     def large_tier(self) -> str | None:
         return self.chain[-1] if self.chain else None
+
+
+# --------------------------------------------------------------------------------------------------
+# the one-model benchmark (runner.run_benchmark): one BenchmarkRecord per line of results.jsonl
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class BenchmarkSample(_Record):
+    """One answer. `total_s` is this row's own time, from its batch's start until the row stopped
+    (stop sequence, EOS or its token limit; measured, or modelled for replay tiers): the latency one
+    request would see, whatever else shared its batch. `verdict` is the hidden tests' verdict
+    (Verdict.to_dict()), None until executed (`--skip-execution`)."""
+
+    sample: int
+    completion: str
+    raw: str | None = None  # the text as generated, when postprocessing changed it
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_s: float | None = None
+    total_s: float = 0.0
+    finish_reason: str = "stop"
+    timing: str = "measured"
+    tokens_per_s: float | None = None
+    verdict: dict[str, Any] | None = None
+
+
+@dataclass
+class BenchmarkBatch(_Record):
+    """The batch a task was generated in: `index` within its `session` (0 = the first run, 1 = the
+    first resume, ...), `tasks` and `rows` (answers) it held, `size` the tier's batch size (tasks per
+    batch), `generation_s` the batch's generate call (wall time; modelled tiers: its longest row)."""
+
+    index: int
+    session: int
+    tasks: int
+    rows: int
+    size: int
+    generation_s: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.session}:{self.index}"
+
+
+@dataclass
+class BenchmarkRecord(_Record):
+    """One task of the benchmark. Its latency is `queue_wait_s` (from the moment the session queued
+    every pending task, after the model loaded, until this task's batch started: earlier batches'
+    generation and scoring; on the modelled clock for replay tiers, earlier batches' generation) +
+    `generation_s` (its batch's generate call: the task's answers exist when the batch returns).
+    `energy` is the task's share of its batch's energy and CO2, by generated tokens
+    (evaluation.carbon.split_batch_energy), with the measurement's source."""
+
+    task_id: str
+    model: str
+    mode: str
+    samples: list[BenchmarkSample] = field(default_factory=list)
+    queue_wait_s: float = 0.0
+    generation_s: float = 0.0
+    batch: BenchmarkBatch | None = None
+    energy: dict[str, Any] | None = None
+    timing: str = "measured"
+    finished_at: str | None = None
+
+    @property
+    def latency_s(self) -> float:
+        return self.queue_wait_s + self.generation_s

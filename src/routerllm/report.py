@@ -356,3 +356,66 @@ def _notes(summary: ComparisonSummary) -> list[str]:
     if summary.status and summary.status != "complete":
         notes.append(f"Run status: {summary.status} (resume with --resume {summary.run_dir}).")
     return notes
+
+
+# --------------------------------------------------------------------------------------------------
+# the one-model benchmark (runner.run_benchmark): throughput beside per-task latency
+# --------------------------------------------------------------------------------------------------
+
+BENCHMARK_COLUMNS = ["model", "tasks", "pass@1", "batch (tasks)", "tasks/hour", "tokens/s", "answer mean s",
+                     "answer p95 s", "queue wait mean s", "task latency mean s", "task latency p95 s",
+                     "CO2 g/task", "timing"]
+
+
+def benchmark_row(summary: dict[str, Any]) -> list[str]:
+    """One benchmark run's summary.json as a table row (BENCHMARK_COLUMNS)."""
+    p = lambda key, stat: (summary.get(key) or {}).get(stat)  # noqa: E731
+    tasks = summary.get("num_tasks") or 0
+    co2 = summary.get("co2_kg")
+    timing = summary.get("timing")
+    return [
+        str(summary.get("model", "?")),
+        str(tasks),
+        _fmt(summary.get("pass@1"), ".1%"),
+        _fmt(summary.get("batch_tasks_mean"), ".1f"),
+        _fmt(summary.get("tasks_per_hour"), ".0f"),
+        _fmt(summary.get("tokens_per_s"), ".1f"),
+        _fmt(p("latency_s", "mean"), ".2f"),
+        _fmt(p("latency_s", "p95"), ".2f"),
+        _fmt(p("queue_wait_s", "mean"), ".1f"),
+        _fmt(p("task_latency_s", "mean"), ".1f"),
+        _fmt(p("task_latency_s", "p95"), ".1f"),
+        _fmt(None if co2 is None or not tasks else 1000 * co2 / tasks, ".3f"),
+        ", ".join(timing) if isinstance(timing, list) else str(timing or "n/a"),
+    ]
+
+
+def write_benchmark_report(run_dir: str | Path, summary: dict[str, Any]) -> Path:
+    """report.md of a benchmark run: throughput (tasks/hour) beside per-task latency, and what each
+    figure means (batching trades one for the other)."""
+    run_dir = Path(run_dir)
+    row = benchmark_row(summary)
+    md = [f"# routerllm benchmark: {summary.get('model', '?')} on {summary.get('num_tasks', 0)} HumanEval tasks", "",
+          "| " + " | ".join(BENCHMARK_COLUMNS) + " |", "|" + "---|" * len(BENCHMARK_COLUMNS),
+          "| " + " | ".join(row) + " |", "", "## Notes", ""]
+    notes = [
+        "Tasks are generated in cross-task batches (models.<tier>.batch_size): one pass over the weights per "
+        "decoding step serves every row of a batch, so throughput grows with the batch while each answer "
+        "takes longer.",
+        "tasks/hour = tasks / the generation time of their batches (each batch once; loading and scoring "
+        "excluded); tokens/s = generated tokens over the samples' decoding time.",
+        "answer s: one answer's own time, from its batch's start until that row stopped. Queue wait: from "
+        "the moment the run queued every pending task (after the model loaded) until the task's batch "
+        "started. Task latency = queue wait + its batch's generation time.",
+        "Energy and CO2 of a batch are split over its tasks by generated tokens.",
+    ]
+    if summary.get("timing") == "modelled":
+        notes.append("Timings, energy and CO2 are MODELLED from the tier's cost model (replayed answers).")
+    if summary.get("unsafe_no_sandbox"):
+        notes.append(f"UNSAFE: benchmark.unsafe_no_sandbox was set (sandbox: {summary.get('sandbox') or 'not started'}).")
+    if summary.get("status") and summary.get("status") != "complete":
+        notes.append(f"Run status: {summary['status']}.")
+    md += [f"- {n}" for n in notes] + [""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(md))
+    return path

@@ -421,26 +421,17 @@ def _sandbox_for(config: "RouterLLMConfig"):
     return open_sandbox(config.benchmark)
 
 
-def _energy_for(gens: list[Any], measured: dict[str, Any], intensity: float | None) -> dict[str, Any] | None:
-    """Modelled energy (replay) when the backend models it, else what codecarbon measured."""
-    modelled = [g.energy_kwh for g in gens if getattr(g, "energy_kwh", None) is not None]
-    if modelled and all(getattr(g, "timing", "") == "modelled" for g in gens):
-        kwh = float(sum(modelled))
-        return {"energy_kwh": kwh, "co2_kg": kwh * intensity if intensity is not None else None,
-                "cpu_kwh": None, "gpu_kwh": None, "ram_kwh": None, "source": "modelled (tier cost model)",
-                "measured_local": measured or None}
-    return measured or None
-
-
 def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
     """One model on HumanEval, progressively saved and resumable."""
     from routerllm.backends import make_backend
-    from routerllm.evaluation.carbon import CarbonTracker, carbon_intensity_kg_per_kwh
+    from routerllm.backends.base import batch_size_of
+    from routerllm.evaluation.carbon import CarbonTracker, carbon_intensity_kg_per_kwh, split_batch_energy
     from routerllm.evaluation.humaneval import load_tasks
     from routerllm.evaluation.metrics import summarize
     from routerllm.evaluation.monitor import ResourceMonitor
     from routerllm.evaluation.programs import build
     from routerllm.evaluation.prompting import build_request, mode_for, postprocess
+    from routerllm.records import BenchmarkBatch, BenchmarkRecord, BenchmarkSample
 
     config, model = opts.config, opts.model
     if opts.samples < 1:
@@ -497,26 +488,60 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
     session = {"started_at": _now(), "pid": os.getpid()}
     sessions.append(session)
 
-    def process(task: "Task") -> dict[str, Any]:
-        requests = [build_request(task, model, sample=i, temperature=None if samples == 1 or i == 0 else
-                                  max(model.temperature, 0.8), seed=bench.seed + i) for i in range(samples)]
-        with carbon.task(task.task_id) as measured:
+    session_index = len(sessions) - 1
+    batch_size = batch_size_of(backend, model)
+    session["batch_size"] = batch_size
+    clock = {"queued_at": 0.0, "modelled_s": 0.0, "batches": 0}
+
+    def process_batch(batch: list["Task"]) -> list[dict[str, Any]]:
+        """Every pending sample of `batch`'s tasks in ONE backend call (one pass over the weights per
+        step serves them all), then scored; one record per task (records.BenchmarkRecord)."""
+        requests, owner = [], []
+        for ti, task in enumerate(batch):
+            for i in range(samples):
+                requests.append(build_request(task, model, sample=i, temperature=None if samples == 1 or i == 0 else
+                                              max(model.temperature, 0.8), seed=bench.seed + i))
+                owner.append(ti)
+        index = clock["batches"]
+        clock["batches"] += 1
+        started = time.monotonic()
+        wall_wait = started - clock["queued_at"]
+        with carbon.task(f"batch {session_index}:{index} ({len(batch)} tasks)") as measured:
             gens = backend.generate(requests)
-            entries = []
-            for req, gen in zip(requests, gens):
-                completion = postprocess(task, gen.text, mode, req.stop if mode == "continuation" else None)
-                entry = {
-                    "sample": req.sample, "completion": completion, "raw": gen.text if gen.text != completion else None,
-                    "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-                    "ttft_s": gen.ttft_s, "total_s": gen.total_s, "finish_reason": gen.finish_reason,
-                    "timing": gen.timing, "tokens_per_s": gen.tokens_per_s, "verdict": None,
-                }
-                if sandbox is not None:
-                    verdict = sandbox.run(build(task, completion, mode).script())
-                    entry["verdict"] = verdict.to_dict()
-                entries.append(entry)
-        return {"task_id": task.task_id, "model": model.name, "mode": mode, "samples": entries,
-                "energy": _energy_for(gens, measured, intensity)}
+        wall = time.monotonic() - started
+        if len(gens) != len(requests):
+            raise RunError(f"tier {model.name!r} returned {len(gens)} answers for {len(requests)} requests",
+                           fix="a backend's generate() returns one Generation per request, in order")
+        modelled = all(g.timing == "modelled" for g in gens)
+        if modelled:  # replay: the batch's rows decode together, so it lasts as long as its longest row
+            generation_s, queue_wait_s = max(g.total_s for g in gens), clock["modelled_s"]
+            clock["modelled_s"] += generation_s
+        else:
+            generation_s, queue_wait_s = wall, wall_wait
+        info = BenchmarkBatch(index=index, session=session_index, tasks=len(batch), rows=len(requests),
+                              size=batch_size, generation_s=generation_s)
+        entries: list[list[BenchmarkSample]] = [[] for _ in batch]
+        programs = []
+        for ti, req, gen in zip(owner, requests, gens):
+            task = batch[ti]
+            completion = postprocess(task, gen.text, mode, req.stop if mode == "continuation" else None)
+            entries[ti].append(BenchmarkSample(
+                sample=req.sample, completion=completion, raw=gen.text if gen.text != completion else None,
+                prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens, ttft_s=gen.ttft_s,
+                total_s=gen.total_s, finish_reason=gen.finish_reason, timing=gen.timing,
+                tokens_per_s=gen.tokens_per_s))
+            programs.append(build(task, completion, mode).script())
+        if sandbox is not None:
+            verdicts = iter(sandbox.run_many(programs))
+            for task_entries in entries:
+                for entry in task_entries:
+                    entry.verdict = next(verdicts).to_dict()
+        weights = [float(sum(e.completion_tokens for e in task_entries)) for task_entries in entries]
+        energies = split_batch_energy(gens, measured, intensity, weights)
+        return [BenchmarkRecord(task_id=task.task_id, model=model.name, mode=mode, samples=task_entries,
+                                queue_wait_s=queue_wait_s, generation_s=generation_s, batch=info, energy=energy,
+                                timing="modelled" if modelled else "measured").to_dict()
+                for task, task_entries, energy in zip(batch, entries, energies)]
 
     def extra() -> dict[str, Any]:
         session["updated_at"] = _now()
@@ -535,8 +560,9 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
         session["load_s"] = round(time.monotonic() - load_start, 3)
         monitor.start()
         carbon.start()
+        clock["queued_at"] = time.monotonic()  # every pending task is queued now, after the load
         outcome = run_tasks(
-            run_dir, tasks, process, resume=opts.resume is not None, meta=meta,
+            run_dir, tasks, process_batch=process_batch, batch_size=batch_size, resume=opts.resume is not None, meta=meta,
             summarize_fn=lambda recs: summarize(recs, ks=(1, 10, 100)), extra_summary=extra,
             summary_every=bench.summary_every, progress=opts.progress,
             description=f"{model.name} on HumanEval", status_fn=_status_line,
@@ -552,6 +578,9 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
     # final summary with this session's codecarbon totals
     final = {**read_json(run_dir / SUMMARY_FILE), **extra()}
     atomic_write_json(run_dir / SUMMARY_FILE, final)
+    from routerllm.report import write_benchmark_report
+
+    write_benchmark_report(run_dir, final)
     outcome.summary = final
     return outcome
 

@@ -151,7 +151,7 @@ class CachedTier:
         return out
 
     def _generate_missing(self, missing: dict[str, GenerationRequest]) -> None:
-        from routerllm.evaluation.carbon import split_by_share
+        from routerllm.evaluation.carbon import MODELLED_SOURCE, split_batch_energy
 
         tier_requests = [self._tier_request(r, self._task(r)) for r in missing.values()]
         measured: dict[str, Any] = {}
@@ -163,20 +163,12 @@ class CachedTier:
         if len(generations) != len(tier_requests):
             raise RunError(f"tier {self.name!r} returned {len(generations)} answers for {len(tier_requests)} requests",
                            fix="a backend's generate() returns one Generation per request, in order")
-        modelled = all(g.energy_kwh is not None for g in generations)
-        if modelled:
-            energy = max(float(g.energy_kwh) for g in generations)  # type: ignore[arg-type]
-            batch: dict[str, Any] | None = {"energy_kwh": energy,
-                                            "co2_kg": energy * self.intensity if self.intensity is not None else None}
-            source = "modelled"
-        else:
-            batch, source = (measured or None), ("codecarbon" if measured else None)
-        parts = split_by_share(batch, [float(g.completion_tokens) for g in generations])
+        parts = split_batch_energy(generations, measured, self.intensity,
+                                   [float(g.completion_tokens) for g in generations])
         for key, generation, part in zip(missing, generations, parts):
             energy = None if part is None else part.get("energy_kwh")
             co2 = None if part is None else part.get("co2_kg")
-            if co2 is None and energy is not None and self.intensity is not None:
-                co2 = energy * self.intensity
+            source = None if part is None else ("modelled" if part["source"] == MODELLED_SOURCE else "codecarbon")
             self.cache.put(key, {
                 "generation": _generation_to_dict(dataclasses.replace(generation, energy_kwh=energy)),
                 "co2_kg": co2,

@@ -72,3 +72,25 @@ def test_summarize_records():
     assert s["energy_kwh"] == pytest.approx(3e-6) and s["co2_kg"] == pytest.approx(1.2e-6)
     assert s["gpu_kwh"] is None  # never invented
     assert s["tasks_solved"] == 1
+
+
+def test_batch_throughput_counts_each_batch_once_and_keeps_queue_apart():
+    from routerllm.records import BenchmarkBatch, BenchmarkRecord, BenchmarkSample
+
+    def rec(i, index, tasks, gen_s, queue_s):
+        batch = BenchmarkBatch(index=index, session=0, tasks=tasks, rows=tasks, size=2, generation_s=gen_s)
+        return BenchmarkRecord(task_id=f"HumanEval/{i}", model="m", mode="continuation",
+                               samples=[BenchmarkSample(sample=0, completion="", completion_tokens=5, total_s=gen_s / 2)],
+                               queue_wait_s=queue_s, generation_s=gen_s, batch=batch).to_dict()
+
+    records = [rec(0, 0, 2, 10.0, 0.0), rec(1, 0, 2, 10.0, 0.0), rec(2, 1, 1, 6.0, 12.0)]
+    s = summarize(records)
+    assert s["batches"] == 2 and s["batch_clock_s"] == 16.0  # the shared batch counted once
+    assert s["tasks_per_hour"] == pytest.approx(3 * 3600 / 16.0)
+    assert s["queue_wait_s"]["max"] == 12.0 and s["generation_s"]["mean"] == pytest.approx(26 / 3)
+    assert s["task_latency_s"]["max"] == 18.0  # queue wait + its batch's generation
+    assert s["latency_s"]["max"] == 5.0  # an answer's own time, apart from its task's wait
+    assert s["batch_tasks_mean"] == 1.5
+    # a record from before batching (no batch): a batch of its own, timed by its samples
+    old = {"task_id": "HumanEval/9", "samples": [{"total_s": 4.0}]}
+    assert summarize([old])["tasks_per_hour"] == pytest.approx(900.0)

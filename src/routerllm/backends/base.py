@@ -90,6 +90,25 @@ _REGISTRY: dict[str, str] = {
 }
 
 
+def batch_size_of(backend: Any, model: "ModelConfig") -> int:
+    """The rows `backend` answers together for the tier `model` (the one place `batch_size` is
+    resolved for callers that batch tasks): a local tier's manager decides (the config's integer, or
+    the planner's choice for auto, lowered after an out-of-memory batch); otherwise the config's
+    integer, or for auto as many concurrent requests as the openai backend sends at once
+    (openai.MAX_BATCH_PARALLEL; the server batches them) and one task at a time for a replay tier
+    (recorded answers have no batch to plan)."""
+    manager = getattr(backend, "manager", None)
+    if manager is not None and hasattr(manager, "batch_size"):
+        return int(manager.batch_size)
+    if isinstance(model.batch_size, int):
+        return model.batch_size
+    if model.backend == "openai":
+        from routerllm.backends.openai import MAX_BATCH_PARALLEL
+
+        return MAX_BATCH_PARALLEL
+    return 1
+
+
 def register_backend(name: str, target: str) -> None:
     """Register a backend class by import path, e.g. register_backend('mine', 'pkg.mod:MyBackend')."""
     _REGISTRY[name] = target

@@ -12,7 +12,9 @@ HELP = """Benchmark one model on HumanEval: generate, run the hidden tests in th
 
 Local models get a pre-flight check first (the planner's plan against this machine's GPUs, RAM and disk); the run is refused, before anything loads, when the plan says the model cannot run.
 
-Results go to <results-dir>/<run-name>/: results.jsonl (one line per finished task, fsync'd), summary.json (rewritten every benchmark.summary_every tasks), meta.json, monitor.jsonl, emissions.csv, run.log. Ctrl-C finishes the current task and stops (twice: abandons it); --resume RUN_DIR continues without redoing finished tasks. Exit code 130 when interrupted.
+Pending tasks are generated in cross-task batches of the tier's batch_size (auto: the planner's choice for local tiers); each task records its queue wait apart from its generation time, and its share of the batch's energy and CO2.
+
+Results go to <results-dir>/<run-name>/: results.jsonl (one line per finished task, fsync'd), summary.json (rewritten every benchmark.summary_every tasks), report.md (tasks/hour beside per-task latency), meta.json, monitor.jsonl, emissions.csv, run.log. Ctrl-C finishes the current batch and stops (twice: abandons it; a resume redoes it); --resume RUN_DIR continues without redoing finished tasks. Exit code 130 when interrupted.
 
 Examples:
 
@@ -133,7 +135,7 @@ def register(app: typer.Typer) -> None:
             outcome = run_benchmark(opts)
         s = outcome.summary
         keys = ["status", "tasks_done", "tasks_total", "pass@1", "pass@10", "verdicts", "latency_s", "tokens_per_s",
-                "energy_kwh", "co2_kg"]
+                "tasks_per_hour", "batch_tasks_mean", "queue_wait_s", "task_latency_s", "energy_kwh", "co2_kg"]
         typer.echo(json.dumps({k: s.get(k) for k in keys if k in s}, indent=2, default=str))
         parts = (s.get("energy_tracking") or {}).get("parts")
         if parts:

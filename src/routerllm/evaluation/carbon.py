@@ -232,6 +232,37 @@ def split_by_share(measured: dict[str, Any] | None, weights: list[float]) -> lis
     return parts
 
 
+MODELLED_SOURCE = "modelled (tier cost model)"
+
+
+def batch_energy(generations: list[Any], measured: dict[str, Any] | None,
+                 intensity: float | None) -> dict[str, Any] | None:
+    """The energy and CO2 of ONE batched generate call: modelled when every generation carries a
+    modelled energy (replay tiers: the batch's longest member, since its rows decode together and the
+    batch draws the tier's power for that long), else what codecarbon measured around the call (None
+    when nothing was measured). The result's "source" says which."""
+    if generations and all(getattr(g, "energy_kwh", None) is not None for g in generations):
+        kwh = max(float(g.energy_kwh) for g in generations)
+        return {"energy_kwh": kwh, "co2_kg": kwh * intensity if intensity is not None else None,
+                "cpu_kwh": None, "gpu_kwh": None, "ram_kwh": None, "source": MODELLED_SOURCE,
+                "measured_local": measured or None}
+    if not measured:
+        return None
+    return {**measured, "source": measured.get("source") or "codecarbon"}
+
+
+def split_batch_energy(generations: list[Any], measured: dict[str, Any] | None, intensity: float | None,
+                       weights: list[float]) -> list[dict[str, Any] | None]:
+    """`batch_energy` of a batch split over its members (tasks or answers) by `weights` (their
+    generated tokens; split_by_share), CO2 filled from the energy where only energy is known."""
+    parts = split_by_share(batch_energy(generations, measured, intensity), weights)
+    for part in parts:
+        if part is not None and part.get("co2_kg") is None and part.get("energy_kwh") is not None \
+                and intensity is not None:
+            part["co2_kg"] = float(part["energy_kwh"]) * intensity
+    return parts
+
+
 def carbon_intensity_kg_per_kwh(country_iso_code: str) -> float | None:
     """The grid's carbon intensity codecarbon uses offline for a country (kg CO2eq per kWh), from
     its bundled global_energy_mix.json (g/kWh / 1000). None when codecarbon or the country is missing.

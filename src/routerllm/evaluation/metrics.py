@@ -1,14 +1,21 @@
 """pass@k, latency percentiles, token throughput and energy totals over per-task records.
 
-A per-task record (one line of results.jsonl, written by the runner) looks like:
+A per-task record (one line of results.jsonl: records.BenchmarkRecord.to_dict()) looks like:
 
     {"task_id": "HumanEval/0", "model": "gemma3_270m", "mode": "continuation",
      "samples": [{"sample": 0, "completion": "...", "prompt_tokens": 120, "completion_tokens": 42,
                   "ttft_s": 0.2, "total_s": 2.1, "timing": "measured", "finish_reason": "stop",
                   "verdict": {"status": "passed", "detail": "", "duration_s": 0.01, ...} | null}],
-     "energy": {"energy_kwh": ..., "co2_kg": ..., "cpu_kwh": ..., "gpu_kwh": ..., "ram_kwh": ...} | null}
+     "queue_wait_s": 4.2, "generation_s": 2.3,
+     "batch": {"index": 1, "session": 0, "tasks": 4, "rows": 4, "size": 4, "generation_s": 2.3},
+     "energy": {"energy_kwh": ..., "co2_kg": ..., "cpu_kwh": ..., "gpu_kwh": ..., "ram_kwh": ...,
+                "batch_share": 0.27, "source": ...} | null}
 
-`verdict` is null until the sample is executed (`--skip-execution` leaves it null).
+`verdict` is null until the sample is executed (`--skip-execution` leaves it null). `latency_s`
+summarizes the samples' own times (total_s); `task_latency_s` the tasks' queue wait + generation;
+`tasks_per_hour` is generation throughput: tasks over the generation time of their batches (each
+batch counted once; scoring and loading excluded). Records written before batching (no `batch`)
+count as batches of one.
 """
 
 from __future__ import annotations
@@ -64,6 +71,32 @@ def _sum(values: Iterable[float | None]) -> float | None:
     return float(sum(present)) if present else None
 
 
+def batch_throughput(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-task queue wait, generation time and latency (queue wait + generation), the batches they
+    ran in, and tasks/hour = tasks / the generation time of their batches (each batch once)."""
+    queue = [float(r.get("queue_wait_s") or 0.0) for r in records]
+    generation, batches = [], {}
+    for i, r in enumerate(records):
+        batch = r.get("batch")
+        if batch:
+            gen_s = float(batch.get("generation_s") or 0.0)
+            batches[f"{batch.get('session', 0)}:{batch.get('index', i)}"] = (gen_s, int(batch.get("tasks") or 1))
+        else:  # a record without batch information: its own samples' time, a batch of its own
+            gen_s = float(sum(s.get("total_s") or 0.0 for s in r.get("samples", [])))
+            batches[f"task:{i}"] = (gen_s, 1)
+        generation.append(float(r.get("generation_s") or gen_s))
+    clock_s = sum(g for g, _ in batches.values())
+    return {
+        "queue_wait_s": percentiles(queue),
+        "generation_s": percentiles(generation),
+        "task_latency_s": percentiles([q + g for q, g in zip(queue, generation)]),
+        "batches": len(batches),
+        "batch_tasks_mean": float(np.mean([n for _, n in batches.values()])) if batches else None,
+        "batch_clock_s": clock_s,
+        "tasks_per_hour": 3600.0 * len(records) / clock_s if clock_s > 0 else None,
+    }
+
+
 def summarize(records: list[dict[str, Any]], ks: Iterable[int] = (1, 10, 100)) -> dict[str, Any]:
     """Summary of a run's per-task records (see module docstring)."""
     samples = [s for r in records for s in r.get("samples", [])]
@@ -81,6 +114,7 @@ def summarize(records: list[dict[str, Any]], ks: Iterable[int] = (1, 10, 100)) -
     energies = [r.get("energy") or {} for r in records]
     timing = sorted({s.get("timing", "measured") for s in samples})
     exec_durations = [s["verdict"]["duration_s"] for s in samples if s.get("verdict")]
+    throughput = batch_throughput(records)
     return {
         "num_tasks": len(records),
         "num_samples": len(samples),
@@ -99,6 +133,7 @@ def summarize(records: list[dict[str, Any]], ks: Iterable[int] = (1, 10, 100)) -
         "tokens_per_s": tokens_out / decode_s if decode_s > 0 else None,
         "generation_s_total": gen_s,
         "execution_s": percentiles(exec_durations),
+        **throughput,
         "energy_kwh": _sum(e.get("energy_kwh") for e in energies),
         "co2_kg": _sum(e.get("co2_kg") for e in energies),
         "cpu_kwh": _sum(e.get("cpu_kwh") for e in energies),

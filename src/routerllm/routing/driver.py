@@ -13,7 +13,8 @@ A plan sees only its own results, so its decisions do not depend on the other pl
 
 Time is kept on a clock the driver advances by each batch it serves: a generation batch takes as
 long as its longest member (each Generation's `total_s`: measured by local and openai tiers,
-modelled by replay tiers); a sandbox batch takes its wall time. Per plan, `generation_s` and
+modelled by replay tiers; for a local tier's rows, which stop before their batch does, the batch's
+own time `extra["batch_total_s"]`); a sandbox batch takes its wall time. Per plan, `generation_s` and
 `check_s` add up the batches it took part in and `queue_s` the batches it waited through, so its
 latency is its finish time on that clock. `clock_s` is the whole batch's time (throughput).
 """
@@ -142,7 +143,8 @@ class Driver:
             raise BackendError(f"tier {tier!r} returned {len(generations)} answers for {len(requests)} requests",
                                fix="a backend's generate() returns one Generation per request, in order")
         start = self.clock_s
-        duration = max((float(g.total_s) for g in generations), default=0.0)
+        # a local tier's row stops before its batch does: the batch lasts its whole generate call
+        duration = max((float(g.extra.get("batch_total_s") or g.total_s) for g in generations), default=0.0)
         self.clock_s += duration
         offset = 0
         for r in batch:
