@@ -194,6 +194,10 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def _print_throughput(console: Any, result: Any) -> None:
     from rich.table import Table
 
@@ -213,8 +217,8 @@ def _print_throughput(console: Any, result: Any) -> None:
             table.add_row(f"{r['batch_size']}{mark}", "-", "does not fit", "-", "-", "-")
             continue
         per_batch = r["seconds_per_batch_floor"]
-        table.add_row(f"{r['batch_size']}{mark}", str(r["offloaded_layers"]), f"{r['tokens_per_s_ceiling']:.3g}",
-                      f"{r['tasks_per_hour_ceiling']:.3g}", _duration(-(-50 // r["batch_size"]) * per_batch),
+        table.add_row(f"{r['batch_size']}{mark}", str(r["offloaded_layers"]), _num(r["tokens_per_s_ceiling"]),
+                      _num(r["tasks_per_hour_ceiling"]), _duration(-(-50 // r["batch_size"]) * per_batch),
                       _duration(-(-164 // r["batch_size"]) * per_batch))
     console.print(table)
     if result.batch_choice:

@@ -170,14 +170,19 @@ def run_validation(config_path: str, *, tier: str | None = None, hardware_name: 
         console.print(f"  suggestion: {s}")
     from routerllm.planning import batching, speed
 
-    plan_est = batching.task_estimates(plan, new_tokens=model.max_new_tokens)
+    # the batch the run will use: the config's integer, or batch_size auto's choice on this plan
+    run_batch = int(getattr(manager, "batch_size", None) or plan.batch_size)
+    plan_est = batching.task_estimates(plan, new_tokens=model.max_new_tokens, batch_size=run_batch)
     report.data["estimates_from_plan"] = plan_est
     console.print(f"load time at least {plan.load_time_floor_s:.1f} s (a floor); decode at most "
                   f"{plan.decode_tokens_per_s_ceiling:.3g} tokens/s per sequence, {plan.tokens_per_s_ceiling:.3g} "
                   f"for the batch of {plan.batch_size} (ceilings)")
-    for row in plan.throughput:
+    rows = list(plan.throughput)
+    if run_batch not in {r["batch_size"] for r in rows}:  # batch_size auto chose it on this plan's map
+        rows = sorted(rows + [batching.throughput_row(plan, run_batch)], key=lambda r: r["batch_size"])
+    for row in rows:
         if row["runs"]:
-            console.print(f"  batch {row['batch_size']}{' (chosen)' if row['chosen'] else ''}: at most "
+            console.print(f"  batch {row['batch_size']}{' (this run)' if row['batch_size'] == run_batch else ''}: at most "
                           f"{row['tokens_per_s_ceiling']:.3g} tokens/s, {row['tasks_per_hour_ceiling']:.3g} tasks/hour")
         else:
             console.print(f"  batch {row['batch_size']}: does not fit ({row['reason']})")
@@ -281,15 +286,15 @@ def run_validation(config_path: str, *, tier: str | None = None, hardware_name: 
         if tps:
             upper = (gen.ttft_s or 0.0) + model.max_new_tokens / tps
         est = _estimates(gen.total_s, upper)
-        if plan.batch_size > 1 and gen.completion_tokens:
+        if run_batch > 1 and gen.completion_tokens:
             # the measured task ran alone under the plan's map: its time over the plan's floor for one
             # row, carried to the plan's batch (the same map, batch_size rows per generate)
             shape = dict(new_tokens=gen.completion_tokens, prompt_tokens=gen.prompt_tokens or 0)
             alone = speed.predict(plan, 1, prompt_tokens=shape["prompt_tokens"], new_tokens=shape["new_tokens"]).total_s
-            batch_est = batching.task_estimates(plan, **shape)
+            batch_est = batching.task_estimates(plan, **shape, batch_size=run_batch)
             if alone > 0:
                 ratio = gen.total_s / alone
-                est.update(batch_size=plan.batch_size, measured_over_floor=ratio,
+                est.update(batch_size=run_batch, measured_over_floor=ratio,
                            humaneval_50_at_batch_s=ratio * batch_est["tasks_50_floor_s"],
                            humaneval_164_at_batch_s=ratio * batch_est["tasks_164_floor_s"])
         report.data["estimates"] = est

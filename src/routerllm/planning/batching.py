@@ -126,14 +126,14 @@ HUMANEVAL_TASKS = (50, 164)  # the benchmark's two usual runs: --num-examples 50
 
 
 def task_estimates(plan: Any, counts: tuple[int, ...] = HUMANEVAL_TASKS, *, new_tokens: int | None = None,
-                   prompt_tokens: int | None = None) -> dict[str, Any]:
-    """Floors on the wall time of `counts` tasks at the plan's batch: ceil(n / batch) batches, each
-    the prefill plus `new_tokens` decoding steps of speed.predict (every task generating them all;
-    a batch runs until its longest row ends)."""
+                   prompt_tokens: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
+    """Floors on the wall time of `counts` tasks at `batch_size` rows (default: the plan's batch)
+    under the plan's map: ceil(n / batch) batches, each the prefill plus `new_tokens` decoding steps
+    of speed.predict (every task generating them all; a batch runs until its longest row ends)."""
     prompt, new = task_shape(plan)
     new = new_tokens or new
     prompt = prompt if prompt_tokens is None else prompt_tokens
-    batch = int(plan.batch_size)
+    batch = int(batch_size or plan.batch_size)
     pred = speed.predict(plan, batch, prompt_tokens=prompt, new_tokens=new)
     out: dict[str, Any] = {"batch_size": batch, "prompt_tokens": prompt, "new_tokens": new,
                            "seconds_per_batch_floor": pred.total_s}

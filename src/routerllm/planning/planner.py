@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -258,7 +257,8 @@ def _capacities(hardware: Hardware, options: PlanOptions) -> tuple[dict[Any, int
 
 
 def plan(spec: Any, hardware: Hardware, options: PlanOptions | None = None) -> Plan:
-    """Plan `spec` (a ModelSpec) on `hardware` under `options`. Pure: no I/O."""
+    """Plan `spec` (a ModelSpec) on `hardware` under `options`. Pure but for the planning cache
+    (planning.cache: the module walk and whole plans on disk, the same results as without it)."""
     from routerllm.catalog import ModelSpec
 
     options = options or PlanOptions()
