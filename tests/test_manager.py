@@ -202,9 +202,12 @@ def test_batch_size_auto_is_the_planners_choice_and_an_integer_wins(tiny_llama):
     from routerllm.planning.speed import auto_batch_size
 
     auto = LargeModelManager(tiny_config(tiny_llama))  # batch_size defaults to auto
-    assert auto.config.batch_size == "auto" and auto.plan_options().batch_size == 1  # planned for one row
+    # planned at the batch the planner's search picks (KV and activations reserved for it)
+    assert auto.config.batch_size == "auto" and auto.plan_options().batch_size == "auto"
     expected = auto_batch_size(auto.plan(), context_length=CONTEXT, max_new_tokens=8)
+    assert expected == auto.plan().batch_choice["chosen"]
     assert auto.batch_size == expected > 1 and "auto" in auto.batch_size_reason
+    assert auto.plan().options["batch_size"] == expected  # the map was made for the chosen batch
     assert LargeModelManager(tiny_config(tiny_llama, batch_size=3)).batch_size == 3
     int8 = LargeModelManager(tiny_config(tiny_llama, batch_size=3, cpu_quantization="int8_dynamic"))
     assert int8.batch_size == 1  # rows would share an activation scale (cpu_quant.INT8_DYNAMIC_MAX_BATCH)

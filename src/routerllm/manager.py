@@ -360,8 +360,10 @@ class LargeModelManager:
             quantization=self.config.quantization,
             dtype=self.config.dtype if self.config.dtype != "auto" else "bfloat16",
             context_length=self.config.context_length,
-            # batch_size auto: plan one row, then size the batch from what that plan leaves (batch_size)
-            batch_size=self.config.batch_size if isinstance(self.config.batch_size, int) else 1,
+            # batch_size auto: the planner searches batch x layers offloaded (planning.batching) and
+            # reserves KV and activations for the batch it picks; batch_size below reads that choice
+            batch_size=self.config.batch_size,
+            max_new_tokens=self.config.max_new_tokens,
             max_memory=dict(self.config.max_memory) if self.config.max_memory else None,
             offload_folder=self.config.offload_folder,
             double_quant=self.config.bnb_4bit_use_double_quant,
