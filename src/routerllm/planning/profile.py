@@ -10,6 +10,7 @@ dtype). Rows above PROFILE_MAX_ROWS scale linearly from that size (large M is co
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from typing import Any
@@ -56,6 +57,18 @@ def _measure(in_f: int, out_f: int, rows: int, dtype: str) -> float:
     return best
 
 
+def _quiet_enough(threads: int) -> bool:
+    """Whether a measurement may be cached: the 1-minute load average, less the measurement's own
+    threads, is under half the cores. A profile taken while other jobs fill the cores is slower
+    than the host (measured here: 2-5x at load 7 on 2 cores) and is used by this process only, so a
+    later, quieter plan measures again instead of inheriting it."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform: nothing to judge by
+        return True
+    return load - threads < (os.cpu_count() or 1) / 2
+
+
 def linear_seconds(shapes: dict[str, int], rows: int, dtype: str = "bfloat16") -> float:
     """Seconds of one pass through linears of `shapes` ({"in x out": count}) for `rows` tokens."""
     import torch
@@ -72,7 +85,8 @@ def linear_seconds(shapes: dict[str, int], rows: int, dtype: str = "bfloat16") -
             value = cache.load("cpu_linear", key)
             if not isinstance(value, (int, float)) or value <= 0:
                 value = _measure(in_f, out_f, measured_rows, dtype)
-                cache.store("cpu_linear", key, value)
+                if _quiet_enough(threads):
+                    cache.store("cpu_linear", key, value)
             _MEMO[memo_key] = float(value)
         total += count * _MEMO[memo_key] * (rows / measured_rows)
     return total

@@ -1,0 +1,45 @@
+"""The measured CPU linear profile (planning.profile): measured for real, cached on disk only when
+the machine was quiet enough for the figure to describe the host."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from routerllm.planning import cache, profile
+
+SHAPE = {"256x512": 2}
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    monkeypatch.setenv("ROUTERLLM_CACHE", str(tmp_path))
+    monkeypatch.setenv("ROUTERLLM_PLANNING_CACHE", "1")
+    profile._MEMO.clear()
+    yield tmp_path
+    profile._MEMO.clear()
+
+
+def _stored(tmp_path) -> list:
+    return sorted((tmp_path / "planning" / "cpu_linear").glob("*.json")) if (tmp_path / "planning").exists() else []
+
+
+def test_a_quiet_measurement_is_cached_and_reused(fresh, monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    first = profile.linear_seconds(SHAPE, 4, "float32")
+    assert first > 0 and len(_stored(fresh)) == 1
+    # a later process (memo cleared) reads the stored figure instead of measuring again
+    profile._MEMO.clear()
+    assert profile.linear_seconds(SHAPE, 4, "float32") == first
+    # rows scale linearly past the profiled maximum
+    assert profile.linear_seconds(SHAPE, 2 * profile.PROFILE_MAX_ROWS, "float32") == pytest.approx(
+        2 * profile.linear_seconds(SHAPE, profile.PROFILE_MAX_ROWS, "float32"))
+
+
+def test_a_measurement_on_a_busy_machine_is_not_cached(fresh, monkeypatch):
+    busy = float(os.cpu_count() or 1) * 4
+    monkeypatch.setattr(os, "getloadavg", lambda: (busy, busy, busy))
+    assert profile.linear_seconds(SHAPE, 4, "float32") > 0
+    assert _stored(fresh) == []  # used by this process only: a quieter plan measures again
+    assert cache.enabled()
