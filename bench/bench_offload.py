@@ -171,7 +171,7 @@ def part_two(args, tier, budget: int, work: Path) -> dict:
             raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         records = [json.loads(line) for line in (work / "results" / f"b{batch}" / "results.jsonl").read_text().splitlines()]
         out[label] = {"wall_s": wall, "records": {r["task_id"]: r for r in records}}
-        passed = sum(bool((r["samples"][0].get("verdict") or {}).get("passed")) for r in records)
+        passed = sum((r["samples"][0].get("verdict") or {}).get("status") == "passed" for r in records)
         print(f"  e2e {label}: {wall:.1f} s wall, {len(records)} tasks, {passed} passed", flush=True)
     one, many = out["batch 1"]["records"], out["batch auto"]["records"]
     same = sum(one[t]["samples"][0]["completion"] == many[t]["samples"][0]["completion"] for t in one)
