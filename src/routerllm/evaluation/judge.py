@@ -3,6 +3,10 @@
     with Judge(workers=2, timeout_s=10) as judge:
         verdict = judge.judge(programs.build(task, completion, mode))   # JudgeVerdict
         verdict.status, verdict.reason, verdict.isolation
+    judge = open_judge(config.benchmark)      # the one place a run makes its Judge from config
+
+Every verdict of the product (benchmark, execute-only, compare, calibrate, validate, serve's
+cascade through routing/execution.py) comes from here or from a jail session of `Judge.jail`.
 
 How: the model's code (`Program.solution`) runs in a jail session (jail.py). The hidden test
 (`Program.test`, HumanEval's `check(candidate)`) and the prompt's helper code (dataset code,
@@ -25,18 +29,25 @@ Guarantees:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar
 
 from routerllm.evaluation.jail import Jail
+from routerllm.exceptions import SandboxUnavailable
 
 if TYPE_CHECKING:
+    from routerllm.config import BenchmarkSection
     from routerllm.evaluation.programs import Program
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 Status = Literal["passed", "failed", "timeout", "error"]
 CHECKER_GRACE_S = 2.0  # beyond the program's limit, s, for the checker to report
@@ -45,12 +56,26 @@ CHECKER_GRACE_S = 2.0  # beyond the program's limit, s, for the checker to repor
 @dataclass(frozen=True)
 class JudgeVerdict:
     status: Status
-    reason: str
+    reason: str  # what was checked and how it went; never program output
     isolation: str = ""
+    duration_s: float = 0.0  # wall time of the whole verdict, s
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
+
+    def __str__(self) -> str:
+        return self.status if self.passed else f"{self.status}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """As recorded in results.jsonl (`verdict`)."""
+        return {"status": self.status, "reason": self.reason, "isolation": self.isolation,
+                "duration_s": round(self.duration_s, 4)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JudgeVerdict":
+        return cls(str(data["status"]), str(data.get("reason", data.get("detail", ""))),  # type: ignore[arg-type]
+                   str(data.get("isolation", "")), float(data.get("duration_s", 0.0)))
 
 
 class CandidateError(Exception):
@@ -98,19 +123,30 @@ class Judge:
 
     def __init__(self, *, workers: int = 2, timeout_s: float = 10.0, memory_mb: int = 1024,
                  unsafe_no_sandbox: bool = False) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s={timeout_s} must be positive; pass timeout_s=10 (seconds)")
         self.timeout_s = float(timeout_s)
         self.workers = workers
+        self.unsafe_no_sandbox = bool(unsafe_no_sandbox)
         self.jail = Jail(workers=workers, timeout_s=timeout_s, memory_mb=memory_mb, unsafe_no_sandbox=unsafe_no_sandbox)
+        self.mode = self.jail.mode
         self.isolation = self.jail.isolation
-        # Every session runs on these long-lived threads: the Jail pre-starts the next worker from
-        # the thread that opens a session, and bwrap --die-with-parent (PR_SET_PDEATHSIG) kills a
-        # worker when the THREAD that started it exits: a per-call thread pool would kill the spares.
+        # parallelism only: the Jail starts every worker on its own long-lived thread
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge")
 
     def judge(self, program: "Program", timeout_s: float | None = None) -> JudgeVerdict:
-        return self._pool.submit(self._judge, program, timeout_s).result()
+        return self._judge(program, timeout_s)
+
+    def map(self, fn: "Callable[[T], R]", items: "list[T]") -> "list[R]":
+        """fn over items on the Judge's threads (one per worker), results in order."""
+        return [f.result() for f in [self._pool.submit(fn, item) for item in items]]
 
     def _judge(self, program: "Program", timeout_s: float | None = None) -> JudgeVerdict:
+        start = time.monotonic()
+        verdict = self._decide(program, timeout_s)
+        return JudgeVerdict(verdict.status, verdict.reason, verdict.isolation, time.monotonic() - start)
+
+    def _decide(self, program: "Program", timeout_s: float | None = None) -> JudgeVerdict:
         limit = self.timeout_s if timeout_s is None else float(timeout_s)
         try:
             with self.jail.session(program.solution, timeout_s=limit) as session:
@@ -156,8 +192,16 @@ class Judge:
         except (ValueError, TypeError):
             return "error", "the checker died without a verdict"
 
-    def judge_many(self, programs: list["Program"], timeout_s: float | None = None) -> list[JudgeVerdict]:
-        return [f.result() for f in [self._pool.submit(self._judge, p, timeout_s) for p in programs]]
+    def judge_many(self, programs: list["Program"], timeout_s: float | None = None,
+                   on_done: "Callable[[int, JudgeVerdict], None] | None" = None) -> list[JudgeVerdict]:
+        """Verdicts in input order, `workers` at a time; `on_done(index, verdict)` as each finishes."""
+        def one(i: int) -> JudgeVerdict:
+            verdict = self._judge(programs[i], timeout_s)
+            if on_done is not None:
+                on_done(i, verdict)
+            return verdict
+
+        return self.map(one, list(range(len(programs))))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -168,3 +212,23 @@ class Judge:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_judge(bench: "BenchmarkSection | None" = None, *, timeout_s: float | None = None,
+               workers: int | None = None) -> Judge:
+    """The one place a run makes its Judge from config (`benchmark` section: execution_timeout_s,
+    workers, unsafe_no_sandbox); `timeout_s`/`workers` override (serve: the cascade's limit).
+
+    `benchmark.unsafe_no_sandbox: true` is an opt-out, not a preference: the jail is used wherever it
+    can isolate; only where it cannot (no bubblewrap, no namespaces) does model code run without
+    isolation, said in `Judge.isolation`, in every report, and in a warning here."""
+    timeout = timeout_s if timeout_s is not None else (bench.execution_timeout_s if bench else 10.0)
+    n = workers if workers is not None else (bench.workers if bench else 2)
+    try:
+        return Judge(workers=n, timeout_s=timeout)
+    except SandboxUnavailable as exc:
+        if not (bench and bench.unsafe_no_sandbox):
+            raise
+        log.warning("benchmark.unsafe_no_sandbox is set and %s: generated code runs WITHOUT isolation on this "
+                    "host", exc)
+        return Judge(workers=n, timeout_s=timeout, unsafe_no_sandbox=True)
