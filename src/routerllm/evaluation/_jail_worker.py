@@ -9,6 +9,19 @@ Requests: {"id": str, "op": "load", "source": str} / {"id", "op": "call", "name"
 {"id", "op": "callable", "name"} (value: does the program define a callable of that name).
 Replies: {"id": str, "ok": bool, "value": ..., "error": str|None}. Exits on EOF of requests.
 Everything here is untrusted once the program runs: the trusted side checks ids and sizes.
+
+Zygote mode (`_jail_worker.py --zygote FD LIMITS`): a pre-started jailed process that never runs
+model code and makes one fresh program process per session (jail.py `_Zygote`). On the unix
+socket FD it receives "F" with two fds (requests, replies) and forks the SETUP process, which
+(still trusted: no model code yet) enters new user, mount, pid, ipc and uts namespaces, maps its
+own uid/gid, makes every mount private, mounts a fresh size-capped tmpfs on /tmp, /var/tmp and
+/dev/shm, an empty read-only tmpfs over /proc, remounts /dev read-only, drops every capability
+(bounding, ambient, effective, permitted, inheritable) and sets no_new_privs, then forks the
+PROGRAM process: pid 1 of its own pid namespace, which applies the rlimits and serves the protocol
+above on the two fds. "K" ends the session: SIGKILL to the program (pid 1: its whole namespace
+dies) and to the setup process, both reaped; the zygote answers "k". The zygote and the setup
+process are not dumpable (no /proc/PID/mem, no ptrace by the same uid) and are in no namespace the
+program can name (not in its pid namespace, no /proc).
 """
 
 import os
@@ -20,21 +33,32 @@ import types
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wire  # noqa: E402
 
-# Never outlive the owner: bwrap --die-with-parent sets PDEATHSIG, but setpriv's uid change (root
-# mode) clears it (prctl(2): credentials change), so set it again here (PR_SET_PDEATHSIG=1, SIGKILL).
-try:
-    import ctypes
+REQ = REP = -1
 
-    ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
-except Exception:  # noqa: BLE001  (no ctypes: the EOF exit below still applies)
-    pass
 
-REQ = os.dup(0)
-REP = os.dup(1)
-_null = os.open("/dev/null", os.O_RDWR)
-for _fd in (0, 1, 2):
-    os.dup2(_null, _fd)
-os.close(_null)
+def _no_outliving():
+    """Never outlive the owner: bwrap --die-with-parent sets PDEATHSIG, but setpriv's uid change
+    (root mode) clears it (prctl(2): credentials change), so set it again (PR_SET_PDEATHSIG=1, SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
+    except Exception:  # noqa: BLE001  (no ctypes: the EOF exit below still applies)
+        pass
+
+
+def _serve_on(req, rep):
+    """Move the protocol to private fds, point 0/1/2 at /dev/null, serve until EOF."""
+    global REQ, REP
+    REQ, REP = os.dup(req), os.dup(rep)
+    _null = os.open("/dev/null", os.O_RDWR)
+    for _fd in (0, 1, 2):
+        os.dup2(_null, _fd)
+    os.close(_null)
+    for fd in (req, rep):
+        if fd not in (0, 1, 2, REQ, REP):
+            os.close(fd)
+    main()
 
 
 def _read_exact(n):
@@ -118,4 +142,167 @@ def main():
             _send({"id": rid, "ok": False, "value": None, "error": err})
 
 
-main()
+# --- zygote mode --------------------------------------------------------------------------------
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID = 0x20000, 0x4000000, 0x8000000, 0x10000000, 0x20000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 1 << 14, 1 << 18
+MS_RELATIME = 1 << 21
+PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 4, 24, 38, 47, 4
+CAP_V3 = 0x20080522  # _LINUX_CAPABILITY_VERSION_3
+
+
+def _setup(limits):
+    """In the setup process: fresh namespaces and mounts, no capabilities (module docstring).
+    Raises OSError naming the step that failed."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(result, what):
+        if result != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+
+    uid, gid = os.getuid(), os.getgid()
+    # dumpable while writing our own maps (a non-dumpable task's /proc files belong to root)
+    check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
+    check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"),
+                       ("/proc/self/gid_map", f"{gid} {gid} 1")):
+        with open(path, "w") as f:
+            f.write(text)
+    check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
+    check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
+    opts = f"size={limits['tmpfs_bytes']},nr_inodes={limits['tmpfs_inodes']},mode=1777".encode()
+    for d in (b"/tmp", b"/var/tmp", b"/dev/shm"):
+        check(libc.mount(b"tmpfs", d, b"tmpfs", MS_NOSUID | MS_NODEV, opts), f"tmpfs on {d.decode()}")
+    check(libc.mount(b"tmpfs", b"/proc", b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     b"size=4096,nr_inodes=8,mode=0555"), "hide /proc")
+    # /dev: bwrap's tmpfs of device nodes, read-only here (no file planted for the next program); its
+    # nosuid, nodev, relatime are locked in this user namespace and must be kept
+    check(libc.mount(b"none", b"/dev", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_RELATIME,
+                     None), "/dev read-only")
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break  # EINVAL past the last capability
+    check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient capabilities")
+    header = (ctypes.c_uint32 * 2)(CAP_V3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    check(libc.capset(header, data), "drop capabilities")
+    check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def _program(req, rep, limits):
+    """In the program process (pid 1 of its namespace): limits, then serve (model code from here)."""
+    import resource
+
+    _no_outliving()
+    os.chdir("/tmp")
+    for name, value in limits["rlimits"].items():
+        try:
+            resource.setrlimit(getattr(resource, name), (value, value))
+        except (ValueError, OSError):
+            pass
+    _serve_on(req, rep)
+
+
+def _start(req, rep, limits):
+    """Fork the setup process; it forks the program. Returns (setup pid, program pid or None)."""
+    r, w = os.pipe()
+    setup = os.fork()
+    if setup == 0:
+        code = 1
+        try:
+            os.close(r)
+            # nothing of the zygote's survives into the program: its control socket above all
+            low = 3
+            for keep in sorted({req, rep, w}):
+                os.closerange(low, keep)
+                low = keep + 1
+            os.closerange(low, 65536)
+            _setup(limits)
+            program = os.fork()
+            if program == 0:
+                os.close(w)
+                _program(req, rep, limits)
+                os._exit(0)
+            os.write(w, str(program).encode())
+            os.close(w)
+            os.close(req)
+            os.close(rep)
+            os.waitpid(program, 0)
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - said on the status pipe
+            try:
+                os.write(w, f"!{exc}"[:200].encode())
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+    os.close(w)
+    status = b""
+    while True:
+        chunk = os.read(r, 256)
+        if not chunk:
+            break
+        status += chunk
+    os.close(r)
+    return setup, (int(status) if status.isdigit() else None), status.decode(errors="replace")
+
+
+def zygote(ctl_fd, limits):
+    import ctypes
+    import socket
+
+    _no_outliving()
+    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    sock = socket.socket(fileno=ctl_fd)
+    current = None
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 64, 2)
+        except OSError:
+            msg, fds = b"", []
+        if not msg:
+            os._exit(0)  # the owner is gone
+        if msg == b"F" and len(fds) == 2:
+            setup, program, status = _start(fds[0], fds[1], limits)
+            for fd in fds:
+                os.close(fd)
+            current = (setup, program)
+            sock.send(b"S" if program else b"E" + status.encode()[:200])
+        elif msg == b"K":
+            if current is not None:
+                setup, program = current
+                for pid in (program, setup):
+                    if pid:
+                        try:
+                            os.kill(pid, 9)
+                        except OSError:
+                            pass
+                try:
+                    os.waitpid(setup, 0)
+                except OSError:
+                    pass
+                current = None
+            while True:  # reap any orphan handed to us (none expected: bwrap's init reaps)
+                try:
+                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                        break
+                except ChildProcessError:
+                    break
+            sock.send(b"k")
+        else:
+            for fd in fds:
+                os.close(fd)
+
+
+if len(sys.argv) >= 4 and sys.argv[1] == "--zygote":
+    import json
+
+    zygote(int(sys.argv[2]), json.loads(sys.argv[3]))
+else:
+    _no_outliving()
+    _serve_on(0, 1)

@@ -37,6 +37,8 @@ Guarantees (the trusted side is this module; everything in the jail is hostile):
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import os
 import queue
 import random
@@ -45,6 +47,7 @@ import secrets
 import select
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -58,6 +61,8 @@ from pathlib import Path
 from routerllm.evaluation import wire
 from routerllm.exceptions import SandboxUnavailable
 
+log = logging.getLogger(__name__)
+
 HERE = Path(__file__).resolve().parent
 WORKER_FILE = HERE / "_jail_worker.py"
 WIRE_FILE = HERE / "wire.py"
@@ -65,6 +70,9 @@ JAIL_DIR = "/jail"  # where the worker and wire.py appear inside the jail (read-
 MAX_REPLY_BYTES = wire.MAX_BYTES  # one reply frame, bytes
 MAX_SESSION_BYTES = 64 * 1024 * 1024  # all replies of one session, bytes
 FSIZE_BYTES = 64 * 1024 * 1024  # largest file the program may write (tmpfs), bytes
+TMPFS_BYTES = 64 * 1024 * 1024  # each of /tmp, /var/tmp, /dev/shm, bytes (tmpfs size=)
+TMPFS_INODES = 16384  # files + directories per tmpfs (zygote mode: nr_inodes=)
+ZYGOTE_REPLY_S = 10.0  # how long the zygote may take to start or end a program, s (~ms normally)
 NOFILE = 256
 NPROC_ROOT_MODE = 64  # processes of the worker's own uid
 CALL_GRACE_S = 0.5  # beyond a call's own limit, s, before this side stops waiting (the worker's timer failed)
@@ -90,7 +98,10 @@ def _interpreter() -> tuple[str, str]:
     return exe, stdlib
 
 
-def _argv(mode: str, command: list[str] | None = None) -> list[str]:
+def _argv(mode: str, command: list[str] | None = None, *, zygote: bool = False) -> list[str]:
+    """bwrap's command line. `zygote`: /tmp, /var/tmp, /dev/shm are read-only directories here (the
+    zygote's setup process mounts a fresh tmpfs on each for every program); otherwise a fresh
+    size-capped tmpfs each (one bwrap per program)."""
     root_mode = mode == "root"
     exe, stdlib = _interpreter()
     bwrap = shutil.which("bwrap")
@@ -101,8 +112,12 @@ def _argv(mode: str, command: list[str] | None = None) -> list[str]:
         argv += ["--unshare-user", "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL"]
     # sticky world-writable tmpfs (root mode: the uid is not the owner). Not --as-pid-1: the worker as pid 1
     # would not get PDEATHSIG from outside (found: an orphan spinning after its owner was SIGKILLed)
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
-             "--perms", "1777", "--tmpfs", "/tmp", "--perms", "1777", "--tmpfs", "/var/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    for tmp in ("/dev/shm", "/tmp", "/var/tmp"):
+        if zygote:
+            argv += ["--perms", "0755", "--dir", tmp]
+        else:  # bwrap >= 0.8: --size applies to the next --tmpfs
+            argv += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", tmp]
     made: set[str] = {"/", "/proc", "/dev", "/dev/shm", "/tmp", "/var/tmp"}
 
     def dirs(path: str) -> None:  # bwrap would create missing parents 0700: make them 0755 explicitly
@@ -199,6 +214,24 @@ class _Worker:
                                      start_new_session=True, close_fds=True, preexec_fn=preexec, bufsize=0)
         self.received = 0
 
+    # the channel a session talks through (the same for _Program)
+    def send(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+
+    @property
+    def rfd(self) -> int:
+        return self.proc.stdout.fileno()
+
+    def death(self) -> str:
+        try:
+            rc = self.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return "jail died (reply channel closed)"
+        if rc < 0:
+            return f"jail died (signal {-rc})"
+        tail = self.log_tail()
+        return f"jail died (exit {rc})" + (f": {tail[-200:]}" if tail and rc == 1 else "")
+
     def log_tail(self) -> str:
         try:
             self._log.seek(0)
@@ -227,6 +260,136 @@ class _Worker:
         self._log.close()
         if self.tmpdir:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+class _ZygoteFailed(RuntimeError):
+    pass
+
+
+class _Zygote:
+    """One pre-started bwrap jail whose zygote (no model code, ever) forks a fresh program per
+    session in fresh namespaces (_jail_worker.py, zygote mode). Started on the spawner thread."""
+
+    def __init__(self, mode: str, limits: dict, rlimits: dict) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        exe, _ = _interpreter()
+        spec = json.dumps({"rlimits": {resource_name(k): v for k, v in rlimits.items()}, **limits})
+        argv = _argv(mode, [exe, "-I", "-S", "-B", f"{JAIL_DIR}/_jail_worker.py", "--zygote", str(child.fileno()), spec],
+                     zygote=True)
+        self._log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
+                                     env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, cwd="/",
+                                     start_new_session=True, close_fds=True, pass_fds=(child.fileno(),))
+        child.close()
+        self.sock = parent
+        self.sock.settimeout(ZYGOTE_REPLY_S)
+
+    def start(self) -> "_Program":
+        """A fresh program process, set up and waiting for its first request."""
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        try:
+            socket.send_fds(self.sock, [b"F"], [req_r, rep_w])
+            reply = self.sock.recv(512)
+        except OSError as exc:
+            reply = f"E{type(exc).__name__}".encode()
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        if reply != b"S":
+            os.close(req_w)
+            os.close(rep_r)
+            tail = self._log_tail()
+            raise _ZygoteFailed(f"the jail's zygote could not start a program ({reply[1:].decode(errors='replace') or 'no reply'}"
+                                f"{'; ' + tail if tail else ''})")
+        return _Program(self, req_w, rep_r)
+
+    def end(self) -> bool:
+        """Kill the current program (its whole pid namespace); True when the zygote confirmed."""
+        try:
+            self.sock.send(b"K")
+            return self.sock.recv(16) == b"k"
+        except OSError:
+            return False
+
+    def _log_tail(self) -> str:
+        try:
+            self._log.seek(0)
+            return self._log.read()[-300:].decode(errors="replace").strip()
+        except (OSError, ValueError):
+            return ""
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):  # pragma: no cover
+            pass
+        self.sock.close()
+        self._log.close()
+
+
+class _Program:
+    """A session's channel to one program forked by a zygote (same interface as _Worker)."""
+
+    def __init__(self, zygote: _Zygote, req_w: int, rep_r: int) -> None:
+        self.zygote = zygote
+        self.req_w, self.rfd = req_w, rep_r
+        self.received = 0
+        self.recycle: "callable | None" = None  # set by the Jail: hands the zygote back for the next program
+        self._closed = False
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.req_w, view):]
+
+    def death(self) -> str:
+        return "jail died (reply channel closed)"
+
+    def kill(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for fd in (self.req_w, self.rfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.recycle is not None:
+            self.recycle(self.zygote)
+        elif not self.zygote.end():
+            self.zygote.kill()
+
+
+def resource_name(res: int) -> str:
+    """'RLIMIT_CPU' for resource.RLIMIT_CPU (the zygote applies limits by name)."""
+    for name in dir(resource):
+        if name.startswith("RLIMIT_") and getattr(resource, name) == res:
+            return name
+    raise ValueError(f"unknown rlimit {res}")
+
+
+@functools.lru_cache(maxsize=4)
+def _zygote_works(mode: str) -> str | None:
+    """None when a zygote starts and serves a program here, else why not (then one bwrap per program)."""
+    zygote = None
+    try:
+        zygote = _Zygote(mode, {"tmpfs_bytes": TMPFS_BYTES, "tmpfs_inodes": TMPFS_INODES}, {})
+        program = zygote.start()
+        session = JailSession(program, "def f(x):\n    return x + 1\n", 30.0)
+        result = session.call("f", (1,))
+        session.close()
+        return None if result == CallResult(True, 2) else f"probe call gave {result}"
+    except Exception as exc:  # noqa: BLE001 - any failure: fall back
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        if zygote is not None:
+            zygote.kill()
 
 
 class JailSession:
@@ -280,9 +443,9 @@ class JailSession:
             rid = secrets.token_hex(8)
             frame = wire.encode({"id": rid, **msg})
             try:
-                self._w.proc.stdin.write(struct.pack(">Q", len(frame)) + frame)
+                self._w.send(struct.pack(">Q", len(frame)) + frame)
             except (BrokenPipeError, OSError, ValueError):
-                return self._end(self._death())
+                return self._end(self._w.death())
             header = self._read(8)
             if isinstance(header, CallResult):
                 return header
@@ -303,18 +466,8 @@ class JailSession:
                 return CallResult(True, value=reply.get("value"))
             return CallResult(False, error=reply["error"][:500] or "error")
 
-    def _death(self) -> str:
-        try:
-            rc = self._w.proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            return "jail died (reply channel closed)"
-        if rc < 0:
-            return f"jail died (signal {-rc})"
-        tail = self._w.log_tail()
-        return f"jail died (exit {rc})" + (f": {tail[-200:]}" if tail and rc == 1 else "")
-
     def _read(self, n: int) -> bytes | CallResult:
-        fd = self._w.proc.stdout.fileno()
+        fd = self._w.rfd
         chunks, got = [], 0
         while got < n:
             now = time.monotonic()
@@ -328,7 +481,7 @@ class JailSession:
             try:
                 ready, _, _ = select.select([fd], [], [], remaining)
             except (OSError, ValueError):
-                return self._end(self._death())
+                return self._end(self._w.death())
             if not ready:
                 continue
             try:
@@ -336,7 +489,7 @@ class JailSession:
             except OSError:
                 chunk = b""
             if not chunk:
-                return self._end(self._death())
+                return self._end(self._w.death())
             chunks.append(chunk)
             got += len(chunk)
         self._w.received += n
@@ -356,7 +509,12 @@ class JailSession:
 
 
 class Jail:
-    """A pool of pre-started jailed workers (warm), thread-safe. One fresh worker per session."""
+    """A pool of pre-started jailed programs (warm), thread-safe. One fresh program per session.
+
+    Per program, where the kernel allows nested user namespaces (probed once): a fork of a
+    pre-started zygote in fresh user, mount, pid, ipc and uts namespaces (`per_program == "zygote"`,
+    _jail_worker.py); else one bwrap per program (`"bwrap"`). Either way a program never shares a
+    process, /tmp, /var/tmp, /dev/shm or pid namespace with another one."""
 
     def __init__(self, *, workers: int = 2, timeout_s: float = 10.0, memory_mb: int = 1024,
                  unsafe_no_sandbox: bool = False) -> None:
@@ -367,28 +525,87 @@ class Jail:
         self.unsafe_no_sandbox = bool(unsafe_no_sandbox)
         if self.unsafe_no_sandbox:
             self.mode = "none"
+            self.per_program = "subprocess"
             self.isolation = ("NONE (unsafe_no_sandbox): a plain subprocess with rlimits; the code sees this "
                               "host's files and network")
         else:
             self.mode = _probe()
+            why = _zygote_works(self.mode)
+            self.per_program = "zygote" if why is None else "bwrap"
+            if why is not None:
+                log.info("jail: one bwrap per program (the zygote cannot run here: %s)", why)
             who = "a uid of its own" if self.mode == "root" else "a user namespace, uid 65534"
-            self.isolation = (f"bubblewrap ({self.mode} mode: {who}, no capabilities; pid, net, ipc, uts "
-                              "namespaces; read-only interpreter only; fresh /tmp per program)")
-        self._pool: queue.Queue[_Worker | BaseException] = queue.Queue()
-        self._orders: queue.Queue[bool] = queue.Queue()  # True: start one worker; False: stop
+            fresh = ("a fork of a pre-started zygote in fresh user, mount, pid, ipc, uts namespaces" if why is None
+                     else "a bwrap of its own")
+            self.isolation = (f"bubblewrap ({self.mode} mode: {who}, no capabilities, no_new_privs; pid, net, ipc, "
+                              f"uts namespaces; read-only interpreter only; per program {fresh}, fresh /tmp)")
+        self._pool: queue.Queue[_Worker | _Program | BaseException] = queue.Queue()
+        self._orders: queue.Queue[tuple] = queue.Queue()  # ("spawn",) | ("recycle", zygote) | ("stop",)
+        self._zygotes: list[_Zygote] = []
         self._closed = False
+        self._lock = threading.Lock()
+        self._coming = 0  # programs ordered (spawns, recycles) and not yet in the pool
         self._spawner = threading.Thread(target=self._spawn_loop, name="jail-spawner", daemon=True)
         self._spawner.start()
-        for _ in range(workers):
-            self._orders.put(True)
+        # zygote mode: one more than the workers, so a session finds a ready program while the
+        # zygote of the one just closed makes its next
+        for _ in range(workers + (self.per_program == "zygote")):
+            self._order(("spawn",))
+
+    def _order(self, order: tuple) -> None:
+        with self._lock:
+            self._coming += 1
+        self._orders.put(order)
+
+    def _deliver(self, item) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            self._coming -= 1
+        self._pool.put(item)
 
     def _spawn_loop(self) -> None:
-        """The one thread that starts workers (module docstring: PDEATHSIG follows the thread)."""
-        while self._orders.get():
+        """The one thread that starts workers and zygotes (module docstring: PDEATHSIG follows the
+        thread) and hands a zygote its next program once the last one is dead."""
+        while True:
+            order = self._orders.get()
+            if order[0] == "stop":
+                break
             try:
-                self._pool.put(self._spawn())
+                if order[0] == "recycle":
+                    zygote = order[1]
+                    if not zygote.end() or self._closed:
+                        self._drop(zygote)
+                        if self._closed:
+                            self._deliver(None)
+                            continue
+                        self._deliver(self._spawn())
+                        continue
+                    self._deliver(self._ready(zygote))
+                else:
+                    self._deliver(self._spawn())
             except BaseException as exc:  # noqa: BLE001 - handed to the session that takes it
-                self._pool.put(exc)
+                self._deliver(exc)
+
+    def _drop(self, zygote: _Zygote) -> None:
+        zygote.kill()
+        if zygote in self._zygotes:
+            self._zygotes.remove(zygote)
+
+    def _ready(self, zygote: _Zygote, retry: bool = True) -> _Program:
+        """The zygote's next program (on a failure: one more try with a fresh zygote)."""
+        try:
+            program = zygote.start()
+        except _ZygoteFailed:
+            self._drop(zygote)
+            if not retry:
+                raise
+            return self._ready(self._new_zygote(), retry=False)
+        program.recycle = lambda z: self._order(("recycle", z))
+        return program
+
+    def _new_zygote(self) -> _Zygote:
+        zygote = _Zygote(self.mode, {"tmpfs_bytes": TMPFS_BYTES, "tmpfs_inodes": TMPFS_INODES}, self._limits())
+        self._zygotes.append(zygote)
+        return zygote
 
     def _limits(self) -> dict:
         cpu = int(self.timeout_s) * 2 + 5  # seconds of CPU; the wall deadline normally ends it first
@@ -400,7 +617,9 @@ class Jail:
             limits[resource.RLIMIT_NPROC] = _own_processes() + NPROC_ROOT_MODE
         return limits
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self) -> _Worker | _Program:
+        if self.per_program == "zygote":
+            return self._ready(self._new_zygote())
         if self.mode == "none":
             exe, _ = _interpreter()
             tmp = tempfile.mkdtemp(prefix="routerllm-unsafe-")
@@ -410,8 +629,16 @@ class Jail:
     def session(self, source: str, *, timeout_s: float | None = None) -> JailSession:
         if self._closed:
             raise RuntimeError("Jail is closed: open a new Jail() or use it inside its `with` block")
-        self._orders.put(True)  # pre-start the next one (on the spawner thread)
+        if self.per_program != "zygote":
+            self._order(("spawn",))  # pre-start the next one (on the spawner thread)
+        else:
+            with self._lock:
+                short = self._pool.empty() and self._coming == 0  # every zygote is in a session
+            if short:
+                self._order(("spawn",))
         worker = self._pool.get()
+        while worker is None:  # a closed Jail's placeholder
+            worker = self._pool.get()
         if isinstance(worker, BaseException):
             raise worker
         return JailSession(worker, source, self.timeout_s if timeout_s is None else float(timeout_s))
@@ -421,15 +648,19 @@ class Jail:
         if self._closed:
             return
         self._closed = True
-        self._orders.put(False)
+        self._orders.put(("stop",))
         self._spawner.join(timeout=30)
         while True:
             try:
                 worker = self._pool.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(worker, _Worker):
+            if isinstance(worker, _Program):
+                worker.recycle = None  # the zygote is dropped below
+            if isinstance(worker, (_Worker, _Program)):
                 worker.kill()
+        for zygote in list(self._zygotes):
+            self._drop(zygote)
 
     def __enter__(self) -> "Jail":
         return self
