@@ -55,6 +55,7 @@ import sysconfig
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,6 +223,10 @@ class _Worker:
     def rfd(self) -> int:
         return self.proc.stdout.fileno()
 
+    @property
+    def wfd(self) -> int:
+        return self.proc.stdin.fileno()
+
     def death(self) -> str:
         try:
             rc = self.proc.wait(timeout=1)
@@ -333,33 +338,49 @@ class _Zygote:
         self._log.close()
 
 
-class _Program:
-    """A session's channel to one program forked by a zygote (same interface as _Worker)."""
+class FdChannel:
+    """A session's channel as two fds: requests (wfd), replies (rfd). What the Judge's checker
+    process gets for a session opened by its owner (JailSession.attached)."""
 
-    def __init__(self, zygote: _Zygote, req_w: int, rep_r: int) -> None:
-        self.zygote = zygote
-        self.req_w, self.rfd = req_w, rep_r
+    def __init__(self, wfd: int, rfd: int) -> None:
+        self.wfd, self.rfd = wfd, rfd
         self.received = 0
-        self.recycle: "callable | None" = None  # set by the Jail: hands the zygote back for the next program
         self._closed = False
 
     def send(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[os.write(self.req_w, view):]
+            view = view[os.write(self.wfd, view):]
 
     def death(self) -> str:
         return "jail died (reply channel closed)"
 
-    def kill(self) -> None:
+    def close_fds(self) -> bool:
         if self._closed:
-            return
+            return False
         self._closed = True
-        for fd in (self.req_w, self.rfd):
+        for fd in (self.wfd, self.rfd):
             try:
                 os.close(fd)
             except OSError:
                 pass
+        return True
+
+    def kill(self) -> None:
+        self.close_fds()
+
+
+class _Program(FdChannel):
+    """A session's channel to one program forked by a zygote (same interface as _Worker)."""
+
+    def __init__(self, zygote: _Zygote, req_w: int, rep_r: int) -> None:
+        super().__init__(req_w, rep_r)
+        self.zygote = zygote
+        self.recycle: "callable | None" = None  # set by the Jail: hands the zygote back for the next program
+
+    def kill(self) -> None:
+        if not self.close_fds():
+            return
         if self.recycle is not None:
             self.recycle(self.zygote)
         elif not self.zygote.end():
@@ -395,14 +416,28 @@ def _zygote_works(mode: str) -> str | None:
 class JailSession:
     """One program in one fresh worker. Use as a context manager; close() kills everything."""
 
-    def __init__(self, worker: _Worker, source: str, timeout_s: float) -> None:
+    def __init__(self, worker: "_Worker | FdChannel", source: str | None, timeout_s: float) -> None:
         self._w = worker
         self.timeout_s = timeout_s
         self._deadline = time.monotonic() + timeout_s
         self._dead: str | None = None
         self._call_deadline: float | None = None
         self._lock = threading.Lock()
-        self.load: CallResult = self._request({"op": "load", "source": source})
+        self.load: CallResult = CallResult(True) if source is None else self._request({"op": "load", "source": source})
+
+    @classmethod
+    def attached(cls, channel: FdChannel, timeout_s: float) -> "JailSession":
+        """A session over a program another process loaded (the Judge's checker: module judge.py)."""
+        return cls(channel, None, timeout_s)
+
+    @property
+    def fds(self) -> tuple[int, int]:
+        """(requests, replies): to hand the session to a checker process (send_fds)."""
+        return self._w.wfd, self._w.rfd
+
+    @property
+    def remaining_s(self) -> float:
+        return max(0.0, self._deadline - time.monotonic())
 
     @property
     def ended(self) -> str | None:
@@ -540,13 +575,14 @@ class Jail:
             self.isolation = (f"bubblewrap ({self.mode} mode: {who}, no capabilities, no_new_privs; pid, net, ipc, "
                               f"uts namespaces; read-only interpreter only; per program {fresh}, fresh /tmp)")
         self._pool: queue.Queue[_Worker | _Program | BaseException] = queue.Queue()
-        self._orders: queue.Queue[tuple] = queue.Queue()  # ("spawn",) | ("recycle", zygote) | ("stop",)
+        self._orders: queue.Queue[tuple] = queue.Queue()  # ("spawn",) | ("stop",)
         self._zygotes: list[_Zygote] = []
         self._closed = False
         self._lock = threading.Lock()
         self._coming = 0  # programs ordered (spawns, recycles) and not yet in the pool
         self._spawner = threading.Thread(target=self._spawn_loop, name="jail-spawner", daemon=True)
         self._spawner.start()
+        self._recycler = ThreadPoolExecutor(max_workers=workers + 1, thread_name_prefix="jail-recycle")
         # zygote mode: one more than the workers, so a session finds a ready program while the
         # zygote of the one just closed makes its next
         for _ in range(workers + (self.per_program == "zygote")):
@@ -570,20 +606,28 @@ class Jail:
             if order[0] == "stop":
                 break
             try:
-                if order[0] == "recycle":
-                    zygote = order[1]
-                    if not zygote.end() or self._closed:
-                        self._drop(zygote)
-                        if self._closed:
-                            self._deliver(None)
-                            continue
-                        self._deliver(self._spawn())
-                        continue
-                    self._deliver(self._ready(zygote))
-                else:
-                    self._deliver(self._spawn())
+                self._deliver(self._spawn())
             except BaseException as exc:  # noqa: BLE001 - handed to the session that takes it
                 self._deliver(exc)
+
+    def _recycle(self, zygote: _Zygote) -> None:
+        """On a recycler thread: end the zygote's program, have it make the next. Only messages
+        to an existing process: no thread's exit can touch it (the zygote was started by the
+        spawner); a zygote that fails is replaced by the spawner."""
+        try:
+            if zygote.end() and not self._closed:
+                try:
+                    self._deliver(self._ready(zygote, retry=False))
+                    return
+                except _ZygoteFailed:
+                    pass
+            self._drop(zygote)
+            if self._closed:
+                self._deliver(None)
+            else:
+                self._orders.put(("spawn",))  # already counted as coming
+        except BaseException as exc:  # noqa: BLE001 - handed to the session that takes it
+            self._deliver(exc)
 
     def _drop(self, zygote: _Zygote) -> None:
         zygote.kill()
@@ -591,16 +635,21 @@ class Jail:
             self._zygotes.remove(zygote)
 
     def _ready(self, zygote: _Zygote, retry: bool = True) -> _Program:
-        """The zygote's next program (on a failure: one more try with a fresh zygote)."""
+        """The zygote's next program (on a failure: one more try with a fresh zygote; spawner only)."""
         try:
             program = zygote.start()
         except _ZygoteFailed:
-            self._drop(zygote)
             if not retry:
                 raise
+            self._drop(zygote)
             return self._ready(self._new_zygote(), retry=False)
-        program.recycle = lambda z: self._order(("recycle", z))
+        program.recycle = self._hand_back
         return program
+
+    def _hand_back(self, zygote: _Zygote) -> None:
+        with self._lock:
+            self._coming += 1
+        self._recycler.submit(self._recycle, zygote)
 
     def _new_zygote(self) -> _Zygote:
         zygote = _Zygote(self.mode, {"tmpfs_bytes": TMPFS_BYTES, "tmpfs_inodes": TMPFS_INODES}, self._limits())
@@ -648,6 +697,7 @@ class Jail:
         if self._closed:
             return
         self._closed = True
+        self._recycler.shutdown(wait=True)  # every program handed back is dead
         self._orders.put(("stop",))
         self._spawner.join(timeout=30)
         while True:

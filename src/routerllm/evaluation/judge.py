@@ -8,11 +8,14 @@
 Every verdict of the product (benchmark, execute-only, compare, calibrate, validate, serve's
 cascade through routing/execution.py) comes from here or from a jail session of `Judge.jail`.
 
-How: the model's code (`Program.solution`) runs in a jail session (jail.py). The hidden test
-(`Program.test`, HumanEval's `check(candidate)`) and the prompt's helper code (dataset code,
-`Program.helpers`) run in a TRUSTED checker: a forked child of this process that never executes
-model code. `candidate` there is a proxy: each call sends copies of its arguments to the jail as
-plain data (wire.py) and returns the decoded plain result, or raises CandidateError.
+How: the model's code (`Program.solution`) runs in a jail session (jail.py), loaded by this
+process. The hidden test (`Program.test`, HumanEval's `check(candidate)`) and the prompt's helper
+code (dataset code, `Program.helpers`) run in a TRUSTED checker process (_checker.py) that never
+executes model code: one per worker, started as a fresh interpreter when the Judge is made (so it
+carries no model or torch state and costs no fork per program), handed the session's two pipe fds
+per program. `candidate` there is a proxy: each call sends copies of its arguments to the jail as
+plain data (wire.py) and returns the decoded plain result, or raises CandidateError. Each program's
+test runs in a fresh namespace; a checker past the program's limit is killed and replaced.
 
 Guarantees:
 * what the tests compare are plain values decoded on the trusted side (None, bool, int, float, str,
@@ -20,8 +23,8 @@ Guarantees:
   builtin or a tracer in the jail never reaches the comparison; a non-plain result fails the call;
 * the test source is never sent to the jail (frames, gc, inspect, linecache there cannot read it);
 * nothing the program prints reaches a verdict (its stdout/stderr are /dev/null; replies carry ids);
-* the checker is a killable child with a wall-time limit per program (a test looping on a bad
-  answer is a `timeout`); one program spoils only its own verdict; `judge` never raises for
+* the checker is a killable process with a wall-time limit per program (a test looping on a bad
+  answer is a `timeout`; the checker is then replaced); one program spoils only its own verdict; `judge` never raises for
   anything a program does (an internal failure is an `error` verdict with the reason);
 * the reason says what was checked and how it went, never a value the program returned.
 """
@@ -31,8 +34,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import select
-import signal
+import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,6 +57,7 @@ R = TypeVar("R")
 
 Status = Literal["passed", "failed", "timeout", "error"]
 CHECKER_GRACE_S = 2.0  # beyond the program's limit, s, for the checker to report
+MAX_REQUEST_BYTES = 8 * 1024 * 1024  # one checker request (test + helpers), bytes (_checker.py)
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,56 @@ def _check(program: "Program", session) -> tuple[str, str]:  # type: ignore[no-u
     return "passed", f"hidden tests passed ({calls[0]} call(s) of {program.entry_point})"
 
 
+class _Checker:
+    """One trusted checker process (_checker.py) and its socket."""
+
+    def __init__(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for sock in (parent, child):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, MAX_REQUEST_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, MAX_REQUEST_BYTES)
+        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        code = f"import sys; sys.path.insert(0, {src!r}); from routerllm.evaluation._checker import serve; serve({child.fileno()})"
+        self.proc = subprocess.Popen([sys.executable, "-I", "-c", code], pass_fds=(child.fileno(),),
+                                     stdin=subprocess.DEVNULL, close_fds=True, cwd="/")
+        child.close()
+        self.sock = parent
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def check(self, program: "Program", session, limit_s: float) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+        request = json.dumps({"entry_point": program.entry_point, "helpers": program.helpers, "test": program.test,
+                              "timeout_s": session.remaining_s}).encode()
+        if len(request) > MAX_REQUEST_BYTES:
+            return "error", f"the test and helpers exceed {MAX_REQUEST_BYTES} bytes"
+        try:
+            socket.send_fds(self.sock, [request], list(session.fds))
+            ready = select.select([self.sock], [], [], limit_s)[0]
+            if not ready:
+                self.kill()
+                return "timeout", f"the hidden test ran past {limit_s:g} s"
+            data = self.sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.kill()
+            return "error", "the checker died without a verdict"
+        try:
+            status, reason = json.loads(data)
+            return str(status), str(reason)
+        except (ValueError, TypeError):
+            return "error", "the checker answered malformed data"
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):  # pragma: no cover
+            pass
+        self.sock.close()
+
+
 class Judge:
     """Hidden-test verdicts with the tests on the trusted side (module docstring). Thread-safe."""
 
@@ -133,6 +190,9 @@ class Judge:
         self.isolation = self.jail.isolation
         # parallelism only: the Jail starts every worker on its own long-lived thread
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge")
+        self._checkers: queue.Queue[_Checker] = queue.Queue()
+        for _ in range(workers):
+            self._checkers.put(_Checker())
 
     def judge(self, program: "Program", timeout_s: float | None = None) -> JudgeVerdict:
         return self._judge(program, timeout_s)
@@ -160,37 +220,15 @@ class Judge:
             return JudgeVerdict("error", f"judge failure ({type(exc).__name__})", self.isolation)
 
     def _run_checker(self, program: "Program", session, limit_s: float) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the trusted checker child: never execs model code
-            os.close(r)
-            try:
-                out = _check(program, session)
-            except BaseException:  # noqa: BLE001
-                out = ("error", "checker failure")
-            os.write(w, json.dumps(out).encode())
-            os._exit(0)
-        os.close(w)
-        deadline = time.monotonic() + limit_s
-        data = b""
+        checker = self._checkers.get()
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not select.select([r], [], [], remaining)[0]:
-                    os.kill(pid, signal.SIGKILL)
-                    return "timeout", f"the hidden test ran past {limit_s:g} s"
-                chunk = os.read(r, 65536)
-                if not chunk:
-                    break
-                data += chunk
+            out = checker.check(program, session, limit_s)
+            if out[0] in ("timeout", "error") and not checker.alive():
+                checker.kill()
+                checker = _Checker()
+            return out
         finally:
-            os.close(r)
-            os.waitpid(pid, 0)
-        try:
-            status, reason = json.loads(data)
-            return str(status), str(reason)
-        except (ValueError, TypeError):
-            return "error", "the checker died without a verdict"
+            self._checkers.put(checker)
 
     def judge_many(self, programs: list["Program"], timeout_s: float | None = None,
                    on_done: "Callable[[int, JudgeVerdict], None] | None" = None) -> list[JudgeVerdict]:
@@ -205,6 +243,11 @@ class Judge:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        while True:
+            try:
+                self._checkers.get_nowait().kill()
+            except queue.Empty:
+                break
         self.jail.close()
 
     def __enter__(self) -> "Judge":
