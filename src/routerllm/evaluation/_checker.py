@@ -5,8 +5,9 @@ Started by judge.py as a fresh interpreter (`python -I -c ...`, before and apart
 torch state of its owner), one per Judge worker, and reused across programs: each program's test
 runs in a namespace of its own; a checker that runs past a program's limit is killed and replaced.
 Protocol on a unix SOCK_SEQPACKET socket (fd given on the command line): a request is JSON
-{"entry_point", "helpers", "test", "timeout_s"} with two fds attached (the jail session's request
-and reply pipes, opened and loaded by the owner); the reply is JSON [status, reason].
+{"entry_point", "solution", "helpers", "test", "timeout_s"} with two fds attached (the request and
+reply pipes of a fresh jail session the owner opened); the checker loads the solution there, runs
+the test, and replies JSON [status, reason].
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def serve(fd: int) -> None:
             if len(fds) != 2:
                 raise ValueError("expected the session's two fds")
             channel = FdChannel(fds[0], fds[1])
-            program = SimpleNamespace(entry_point=str(req["entry_point"]), helpers=str(req["helpers"]), test=str(req["test"]))
+            program = SimpleNamespace(entry_point=str(req["entry_point"]), solution=str(req["solution"]),
+                                      helpers=str(req["helpers"]), test=str(req["test"]))
             try:
                 out = _check(program, JailSession.attached(channel, float(req["timeout_s"])))
             finally:

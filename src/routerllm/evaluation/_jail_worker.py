@@ -206,7 +206,8 @@ def _program(req, rep, limits):
 
 
 def _start(req, rep, limits):
-    """Fork the setup process; it forks the program. Returns (setup pid, program pid or None)."""
+    """Fork the setup process; it forks the program and writes the program's pid (or "!why") on
+    the returned pipe. Returns (setup pid, that pipe's read end)."""
     r, w = os.pipe()
     setup = os.fork()
     if setup == 0:
@@ -231,14 +232,20 @@ def _start(req, rep, limits):
             os.close(rep)
             os.waitpid(program, 0)
             code = 0
-        except BaseException as exc:  # noqa: BLE001 - said on the status pipe
+        except BaseException as exc:  # noqa: BLE001 - said on the status pipe and in the jail's log
             try:
                 os.write(w, f"!{exc}"[:200].encode())
+                os.write(2, f"routerllm jail: program setup failed: {exc}\n"[:300].encode())
             except OSError:
                 pass
         finally:
             os._exit(code)
     os.close(w)
+    return setup, r
+
+
+def _status(r):
+    """(program pid or None, the setup's words) from the setup's pipe (read once, then closed)."""
     status = b""
     while True:
         chunk = os.read(r, 256)
@@ -246,7 +253,7 @@ def _start(req, rep, limits):
             break
         status += chunk
     os.close(r)
-    return setup, (int(status) if status.isdigit() else None), status.decode(errors="replace")
+    return (int(status) if status.isdigit() else None), status.decode(errors="replace")
 
 
 def zygote(ctl_fd, limits):
@@ -268,35 +275,40 @@ def zygote(ctl_fd, limits):
         if not msg:
             os._exit(0)  # the owner is gone
         if msg == b"F" and len(fds) == 2:
-            setup, program, status = _start(fds[0], fds[1], limits)
+            setup, status_r = _start(fds[0], fds[1], limits)
             for fd in fds:
                 os.close(fd)
-            current = (setup, program)
-            sock.send(b"S" if program else b"E" + status.encode()[:200])
+            current = (setup, status_r)
+            # answer at once (the owner's first request waits in the pipe until the program is up);
+            # a setup that fails closes the reply pipe: the session ends "jail died", the log says why
+            sock.send(b"S")
+        elif msg == b"S?":  # (the start-up probe) wait for the setup and say how it went
+            program, words = _status(current[1]) if current else (None, "no program")
+            current = (current[0], None, program) if current else None
+            sock.send(b"S" if program else b"E" + words.encode()[:200])
         elif msg == b"K":
             if current is not None:
-                setup, program = current
-                for pid in (program, setup):
+                setup, status_r = current[0], current[1]
+                program = _status(status_r)[0] if status_r is not None else current[2]
+                for pid in (program, setup):  # the program is pid 1 of its namespace: all of it dies
                     if pid:
                         try:
                             os.kill(pid, 9)
                         except OSError:
                             pass
-                try:
-                    os.waitpid(setup, 0)
-                except OSError:
-                    pass
                 current = None
-            while True:  # reap any orphan handed to us (none expected: bwrap's init reaps)
-                try:
-                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                        break
-                except ChildProcessError:
-                    break
+            # answer at once: a SIGKILLed process never runs again, and the kernel's teardown of its
+            # namespaces (an RCU grace period for the mounts) need not delay the next program
             sock.send(b"k")
         else:
             for fd in fds:
                 os.close(fd)
+        while True:  # reap what has exited (setup processes; orphans go to bwrap's init)
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
 
 
 if len(sys.argv) >= 4 and sys.argv[1] == "--zygote":

@@ -289,13 +289,24 @@ class _Zygote:
         self.sock = parent
         self.sock.settimeout(ZYGOTE_REPLY_S)
 
-    def start(self) -> "_Program":
-        """A fresh program process, set up and waiting for its first request."""
+    def start(self, *, end_first: bool = False, confirm: bool = False) -> "_Program":
+        """A fresh program, being set up: its first request can be sent at once (it waits in the
+        pipe). `end_first`: end the current program in the same exchange (one round trip for both);
+        `confirm`: wait until the setup is done and say how it went (the start-up probe)."""
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         try:
+            if end_first:
+                self.sock.send(b"K")
             socket.send_fds(self.sock, [b"F"], [req_r, rep_w])
+            if confirm:
+                self.sock.send(b"S?")
+            ended = self.sock.recv(16) if end_first else b"k"
             reply = self.sock.recv(512)
+            if confirm and reply == b"S":
+                reply = self.sock.recv(512)
+            if ended != b"k":
+                reply = b"Ethe previous program was not confirmed dead"
         except OSError as exc:
             reply = f"E{type(exc).__name__}".encode()
         finally:
@@ -401,7 +412,7 @@ def _zygote_works(mode: str) -> str | None:
     zygote = None
     try:
         zygote = _Zygote(mode, {"tmpfs_bytes": TMPFS_BYTES, "tmpfs_inodes": TMPFS_INODES}, {})
-        program = zygote.start()
+        program = zygote.start(confirm=True)
         session = JailSession(program, "def f(x):\n    return x + 1\n", 30.0)
         result = session.call("f", (1,))
         session.close()
@@ -423,7 +434,13 @@ class JailSession:
         self._dead: str | None = None
         self._call_deadline: float | None = None
         self._lock = threading.Lock()
-        self.load: CallResult = CallResult(True) if source is None else self._request({"op": "load", "source": source})
+        self.load: CallResult = CallResult(True) if source is None else self.start(source)
+
+    def start(self, source: str) -> CallResult:
+        """Load the program (once, first): what `Jail.session(source)` does; a session opened with
+        source=None is loaded by whoever it is handed to (the Judge's checker)."""
+        self.load = self._request({"op": "load", "source": source})
+        return self.load
 
     @classmethod
     def attached(cls, channel: FdChannel, timeout_s: float) -> "JailSession":
@@ -582,10 +599,10 @@ class Jail:
         self._coming = 0  # programs ordered (spawns, recycles) and not yet in the pool
         self._spawner = threading.Thread(target=self._spawn_loop, name="jail-spawner", daemon=True)
         self._spawner.start()
-        self._recycler = ThreadPoolExecutor(max_workers=workers + 1, thread_name_prefix="jail-recycle")
+        self._recycler = ThreadPoolExecutor(max_workers=2 * workers + 2, thread_name_prefix="jail-recycle")
         # zygote mode: one more than the workers, so a session finds a ready program while the
         # zygote of the one just closed makes its next
-        for _ in range(workers + (self.per_program == "zygote")):
+        for _ in range(workers + (self.per_program == "zygote") * int(os.environ.get("RL_EXTRA_Z", "1"))):
             self._order(("spawn",))
 
     def _order(self, order: tuple) -> None:
@@ -606,21 +623,36 @@ class Jail:
             if order[0] == "stop":
                 break
             try:
-                self._deliver(self._spawn())
+                if self.per_program == "zygote":
+                    # start the process here; wait for its first program on a recycler thread, so
+                    # zygotes boot in parallel
+                    self._recycler.submit(self._first, self._new_zygote())
+                else:
+                    self._deliver(self._spawn())
             except BaseException as exc:  # noqa: BLE001 - handed to the session that takes it
                 self._deliver(exc)
+
+    def _first(self, zygote: _Zygote) -> None:
+        """A new zygote's first program (on a recycler thread); a failure is the session's error."""
+        try:
+            self._deliver(self._ready(zygote, retry=False))
+        except BaseException as exc:  # noqa: BLE001
+            self._drop(zygote)
+            self._deliver(exc)
 
     def _recycle(self, zygote: _Zygote) -> None:
         """On a recycler thread: end the zygote's program, have it make the next. Only messages
         to an existing process: no thread's exit can touch it (the zygote was started by the
         spawner); a zygote that fails is replaced by the spawner."""
         try:
-            if zygote.end() and not self._closed:
+            if not self._closed:
                 try:
-                    self._deliver(self._ready(zygote, retry=False))
+                    self._deliver(self._ready(zygote, retry=False, end_first=True))
                     return
                 except _ZygoteFailed:
                     pass
+            else:
+                zygote.end()
             self._drop(zygote)
             if self._closed:
                 self._deliver(None)
@@ -634,10 +666,10 @@ class Jail:
         if zygote in self._zygotes:
             self._zygotes.remove(zygote)
 
-    def _ready(self, zygote: _Zygote, retry: bool = True) -> _Program:
+    def _ready(self, zygote: _Zygote, retry: bool = True, end_first: bool = False) -> _Program:
         """The zygote's next program (on a failure: one more try with a fresh zygote; spawner only)."""
         try:
-            program = zygote.start()
+            program = zygote.start(end_first=end_first)
         except _ZygoteFailed:
             if not retry:
                 raise
@@ -675,7 +707,8 @@ class Jail:
             return _Worker([exe, "-I", "-S", "-B", str(WORKER_FILE)], self._limits(), tmp, tmp)
         return _Worker(_argv(self.mode), self._limits(), None, None)
 
-    def session(self, source: str, *, timeout_s: float | None = None) -> JailSession:
+    def session(self, source: str | None, *, timeout_s: float | None = None) -> JailSession:
+        """A fresh program; `source` is loaded now (None: the caller loads it, JailSession.start)."""
         if self._closed:
             raise RuntimeError("Jail is closed: open a new Jail() or use it inside its `with` block")
         if self.per_program != "zygote":

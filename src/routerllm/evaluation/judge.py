@@ -8,12 +8,11 @@
 Every verdict of the product (benchmark, execute-only, compare, calibrate, validate, serve's
 cascade through routing/execution.py) comes from here or from a jail session of `Judge.jail`.
 
-How: the model's code (`Program.solution`) runs in a jail session (jail.py), loaded by this
-process. The hidden test (`Program.test`, HumanEval's `check(candidate)`) and the prompt's helper
+How: the model's code (`Program.solution`) runs in a jail session (jail.py). The hidden test (`Program.test`, HumanEval's `check(candidate)`) and the prompt's helper
 code (dataset code, `Program.helpers`) run in a TRUSTED checker process (_checker.py) that never
 executes model code: one per worker, started as a fresh interpreter when the Judge is made (so it
 carries no model or torch state and costs no fork per program), handed the session's two pipe fds
-per program. `candidate` there is a proxy: each call sends copies of its arguments to the jail as
+per program (it sends the solution to the jail, then runs the test). `candidate` there is a proxy: each call sends copies of its arguments to the jail as
 plain data (wire.py) and returns the decoded plain result, or raises CandidateError. Each program's
 test runs in a fresh namespace; a checker past the program's limit is killed and replaced.
 
@@ -90,7 +89,13 @@ class CandidateError(Exception):
 
 
 def _check(program: "Program", session) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    """In the trusted child: run helpers + test with the proxy candidate."""
+    """In the trusted checker: load the solution in the jail session, then run helpers + test with
+    the proxy candidate. (status, reason)."""
+    load = session.start(program.solution)
+    if not load.ok:
+        err = load.error or "error"
+        status = "timeout" if err.startswith("timeout") else "failed"
+        return status, f"the code did not load in the jail ({err.split(':')[0][:80]})"
     calls = [0]
     timed_out = [False]
 
@@ -135,7 +140,8 @@ class _Checker:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, MAX_REQUEST_BYTES)
         src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         code = f"import sys; sys.path.insert(0, {src!r}); from routerllm.evaluation._checker import serve; serve({child.fileno()})"
-        self.proc = subprocess.Popen([sys.executable, "-I", "-c", code], pass_fds=(child.fileno(),),
+        # -I -S: no environment, no site (.pth files): the checker needs the stdlib and this package only
+        self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", code], pass_fds=(child.fileno(),),
                                      stdin=subprocess.DEVNULL, close_fds=True, cwd="/")
         child.close()
         self.sock = parent
@@ -144,8 +150,8 @@ class _Checker:
         return self.proc.poll() is None
 
     def check(self, program: "Program", session, limit_s: float) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-        request = json.dumps({"entry_point": program.entry_point, "helpers": program.helpers, "test": program.test,
-                              "timeout_s": session.remaining_s}).encode()
+        request = json.dumps({"entry_point": program.entry_point, "solution": program.solution, "helpers": program.helpers,
+                              "test": program.test, "timeout_s": session.remaining_s}).encode()
         if len(request) > MAX_REQUEST_BYTES:
             return "error", f"the test and helpers exceed {MAX_REQUEST_BYTES} bytes"
         try:
@@ -209,11 +215,7 @@ class Judge:
     def _decide(self, program: "Program", timeout_s: float | None = None) -> JudgeVerdict:
         limit = self.timeout_s if timeout_s is None else float(timeout_s)
         try:
-            with self.jail.session(program.solution, timeout_s=limit) as session:
-                if not session.load.ok:
-                    err = (session.load.error or "error")
-                    status = "timeout" if err.startswith("timeout") else "failed"
-                    return JudgeVerdict(status, f"the code did not load in the jail ({err.split(':')[0][:80]})", self.isolation)
+            with self.jail.session(None, timeout_s=limit) as session:  # loaded by the checker
                 status, reason = self._run_checker(program, session, limit + CHECKER_GRACE_S)
                 return JudgeVerdict(status, reason, self.isolation)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - never raise for a program
