@@ -192,7 +192,8 @@ def _setup(limits):
 
 
 def _program(req, rep, limits):
-    """In the program process (pid 1 of its namespace): limits, then serve (model code from here)."""
+    """In the program process (pid 1 of its namespace): limits, seccomp, then serve (model code
+    from here)."""
     import resource
 
     _no_outliving()
@@ -202,7 +203,94 @@ def _program(req, rep, limits):
             resource.setrlimit(getattr(resource, name), (value, value))
         except (ValueError, OSError):
             pass
+    if SECCOMP_BPF:
+        _apply_seccomp(SECCOMP_BPF)
     _serve_on(req, rep)
+
+
+# --- seccomp ---------------------------------------------------------------------------------------
+# Syscalls no HumanEval answer needs and that widen the kernel's attack surface or reach other
+# processes: refused with EPERM. Namespaces are refused too (clone with CLONE_NEW*, unshare, setns;
+# clone3 answers ENOSYS so the C library falls back to clone, whose flags a filter can read).
+DENIED_SYSCALLS = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "mount_setattr", "move_mount", "open_tree",
+    "fsopen", "fsconfig", "fsmount", "fspick", "open_by_handle_at", "name_to_handle_at",
+    "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd", "fanotify_init",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "personality",
+    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
+    "swapon", "swapoff", "acct", "quotactl", "syslog", "iopl", "ioperm", "lookup_dcookie",
+)
+CLONE_NEW_FLAGS = (0x20000, 0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000)  # NS CGROUP UTS IPC USER PID NET
+SCMP_ACT_ALLOW, SCMP_CMP_MASKED_EQ, EPERM, ENOSYS = 0x7FFF0000, 7, 1, 38
+
+
+def _seccomp_bpf():
+    """The filter compiled to BPF by libseccomp (libseccomp.so.2, through ctypes), or None where
+    the library is absent (the jail then runs without seccomp; jail.py says so)."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2")
+    except OSError:
+        return None
+
+    class Cmp(ctypes.Structure):
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
+
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
+    if not ctx:
+        return None
+    try:
+        def deny(name, errno=EPERM, cmps=None):
+            nr = lib.seccomp_syscall_resolve_name(name.encode())
+            if nr < 0:  # not a syscall on this architecture
+                return
+            if lib.seccomp_rule_add_array(ctx, 0x00050000 | errno, nr, len(cmps or ()), cmps) != 0:
+                raise OSError(f"seccomp rule for {name} refused")
+
+        for name in DENIED_SYSCALLS:
+            deny(name)
+        for flag in CLONE_NEW_FLAGS:
+            deny("clone", cmps=(Cmp * 1)(Cmp(0, SCMP_CMP_MASKED_EQ, flag, flag)))
+        deny("clone3", ENOSYS)
+        r, w = os.pipe()
+        try:
+            if lib.seccomp_export_bpf(ctx, w) != 0:
+                raise OSError("seccomp_export_bpf failed")
+        finally:
+            os.close(w)
+        data = b""
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+        os.close(r)
+        return data
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def _apply_seccomp(bpf):
+    """Install the BPF filter on this process (no_new_privs is set): PR_SET_SECCOMP, mode filter."""
+    import ctypes
+
+    class Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = Fprog(len(bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "seccomp filter refused")
 
 
 def _start(req, rep, limits):
@@ -256,10 +344,15 @@ def _status(r):
     return (int(status) if status.isdigit() else None), status.decode(errors="replace")
 
 
+SECCOMP_BPF = None
+
+
 def zygote(ctl_fd, limits):
     import ctypes
     import socket
 
+    global SECCOMP_BPF
+    SECCOMP_BPF = _seccomp_bpf()  # once; each program installs it (one prctl)
     _no_outliving()
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     null = os.open("/dev/null", os.O_RDWR)
@@ -317,4 +410,7 @@ if len(sys.argv) >= 4 and sys.argv[1] == "--zygote":
     zygote(int(sys.argv[2]), json.loads(sys.argv[3]))
 else:
     _no_outliving()
+    _bpf = _seccomp_bpf()
+    if _bpf:
+        _apply_seccomp(_bpf)
     _serve_on(0, 1)

@@ -19,9 +19,14 @@ Guarantees (the trusted side is this module; everything in the jail is hostile):
   read-only) drops to a random uid/gid of its own (>= 2,000,000) with empty bounding, inheritable,
   ambient, effective and permitted sets and no_new_privs. Unprivileged: a user namespace with uid/gid
   65534 inside and `--cap-drop ALL`. rlimits: CPU, AS (memory_mb), NPROC (root mode: the uid is the
-  worker's own), FSIZE 64 MiB, NOFILE 256, core 0. No seccomp filter is installed (not done: bwrap
-  needs a compiled BPF program; namespaces + no capabilities + no_new_privs already deny mount,
-  ptrace of host processes, network and setuid).
+  worker's own), FSIZE 64 MiB, NOFILE 256, core 0. tmpfs size caps (TMPFS_BYTES; zygote mode also
+  TMPFS_INODES).
+* seccomp (where libseccomp2 is installed: Debian's apt depends on it): before any model code the
+  program installs a filter (compiled by libseccomp through ctypes, _jail_worker.DENIED_SYSCALLS)
+  refusing ptrace, process_vm_*, mount and the new mount API, unshare, setns, clone with any
+  CLONE_NEW* flag (clone3: ENOSYS), keyctl, bpf, perf_event_open, userfaultfd, io_uring, module and
+  kexec calls, personality... : the kernel surfaces no answer needs (no new user namespace from
+  inside the jail, above all). Without the library the jail runs without it and `isolation` says so.
 * Workers never outlive the owner: bwrap --die-with-parent, and the worker exits on EOF of its
   request pipe. Every session kills its whole process tree (the pid namespace) on close.
   --die-with-parent is PR_SET_PDEATHSIG, which fires when the THREAD that started bwrap exits: every
@@ -183,6 +188,18 @@ def _probe() -> str:
             return mode
         errors.append(f"{mode}: {proc.stderr.decode(errors='replace').strip()[:300]}")
     raise SandboxUnavailable(f"bubblewrap cannot isolate here ({'; '.join(errors)})", fix=INSTALL_HINT)
+
+
+@functools.lru_cache(maxsize=1)
+def _seccomp_available() -> bool:
+    """Can the jail's programs compile their seccomp filter (libseccomp2 present)?"""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libseccomp.so.2")
+        return True
+    except OSError:
+        return False
 
 
 def _own_processes() -> int:
@@ -589,8 +606,9 @@ class Jail:
             who = "a uid of its own" if self.mode == "root" else "a user namespace, uid 65534"
             fresh = ("a fork of a pre-started zygote in fresh user, mount, pid, ipc, uts namespaces" if why is None
                      else "a bwrap of its own")
-            self.isolation = (f"bubblewrap ({self.mode} mode: {who}, no capabilities, no_new_privs; pid, net, ipc, "
-                              f"uts namespaces; read-only interpreter only; per program {fresh}, fresh /tmp)")
+            sec = "seccomp filter" if _seccomp_available() else "NO seccomp (libseccomp2 not installed)"
+            self.isolation = (f"bubblewrap ({self.mode} mode: {who}, no capabilities, no_new_privs, {sec}; pid, net, "
+                              f"ipc, uts namespaces; read-only interpreter only; per program {fresh}, fresh /tmp)")
         self._pool: queue.Queue[_Worker | _Program | BaseException] = queue.Queue()
         self._orders: queue.Queue[tuple] = queue.Queue()  # ("spawn",) | ("stop",)
         self._zygotes: list[_Zygote] = []
