@@ -385,3 +385,69 @@ def test_worker_dies_with_its_owner(tmp_path):
     while _jail_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _jail_processes(marker) == []
+
+
+def test_tmpfs_caps_dev_read_only_and_ipc_not_shared(run):
+    fill = """
+        import os
+        def fill():
+            out = []
+            try:  # 16 MiB files (under the 64 MiB file limit) until the tmpfs cap stops them
+                for i in range(8):
+                    with open(f"/tmp/f{i}", "wb") as f:
+                        f.write(b"x" * (16 << 20))
+                out.append("no cap")
+            except OSError as e:
+                out.append(type(e).__name__)
+            try:
+                open("/dev/planted", "w").write("x")
+                out.append("wrote /dev")
+            except OSError as e:
+                out.append(type(e).__name__)
+            return out
+        def shm():  # a SysV segment (survives its creator) must not reach the next program
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            return libc.shmget(0x5EC12E7, 4096, 0o1666)
+        """
+    look = """
+        import ctypes, os
+        def look():
+            libc = ctypes.CDLL(None, use_errno=True)
+            return [os.listdir("/tmp"), os.path.exists("/dev/planted"), libc.shmget(0x5EC12E7, 4096, 0o666)]
+        """
+    out = run([{"source": textwrap.dedent(fill), "calls": [["fill", []], ["shm", []]]},
+               {"source": textwrap.dedent(look), "calls": [["look", []]]}])
+    first, second = out["results"]
+    assert first[1][0] and first[1][1][0] == "OSError" and first[1][1][1] != "wrote /dev", first
+    assert first[2][0] and first[2][1] >= 0, first  # creating one is allowed ...
+    assert second[1][1] == [[], False, -1], second  # ... the next program sees none of it
+
+
+def test_seccomp_refuses_namespaces_ptrace_and_keeps_threads(run):
+    rows = one(run, """
+        import ctypes, os, threading
+        libc = ctypes.CDLL(None, use_errno=True)
+        def probe():
+            out = {"mode": libc.prctl(21, 0, 0, 0, 0)}  # PR_GET_SECCOMP: 2 = filter
+            for name, call in (("unshare_user", lambda: libc.unshare(0x10000000)),
+                               ("unshare_net", lambda: libc.unshare(0x40000000)),
+                               ("ptrace", lambda: libc.ptrace(0, 0, 0, 0)),
+                               ("keyctl", lambda: libc.syscall(250, 0, 0, 0, 0)),
+                               ("bpf", lambda: libc.syscall(321, 0, 0, 0))):
+                out[name] = [call(), ctypes.get_errno()]
+            t = threading.Thread(target=lambda: None)
+            t.start(); t.join()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(3)
+            out["fork"] = os.waitpid(pid, 0)[1] >> 8
+            return out
+        """, ("probe", []))
+    ok, got, err = rows[1]
+    assert ok, err
+    if got["mode"] != 2:
+        pytest.skip("libseccomp2 not installed: the jail runs without seccomp (Jail.isolation says so)")
+    for name in ("unshare_user", "unshare_net", "ptrace", "keyctl", "bpf"):
+        assert got[name] == [-1, 1], (name, got[name])  # EPERM
+    assert got["fork"] == 3  # fork and threads (clone3 -> ENOSYS -> clone) still work
