@@ -8,13 +8,15 @@
 Every verdict of the product (benchmark, execute-only, compare, calibrate, validate, serve's
 cascade through routing/execution.py) comes from here or from a jail session of `Judge.jail`.
 
-How: the model's code (`Program.solution`) runs in a jail session (jail.py). The hidden test (`Program.test`, HumanEval's `check(candidate)`) and the prompt's helper
-code (dataset code, `Program.helpers`) run in a TRUSTED checker process (_checker.py) that never
-executes model code: one per worker, started as a fresh interpreter when the Judge is made (so it
-carries no model or torch state and costs no fork per program), handed the session's two pipe fds
-per program (it sends the solution to the jail, then runs the test). `candidate` there is a proxy: each call sends copies of its arguments to the jail as
-plain data (wire.py) and returns the decoded plain result, or raises CandidateError. Each program's
-test runs in a fresh namespace; a checker past the program's limit is killed and replaced.
+How: the model's code (`Program.solution`) runs in a jail session (jail.py). The hidden test
+(`Program.test`, HumanEval's `check(candidate)`) and the prompt's helper code (dataset code,
+`Program.helpers`) run in a TRUSTED checker process (_checker.py) that never executes model code:
+one per worker, started as a fresh interpreter (`python -I -S`) when the Judge is made, so it
+carries no model or torch state of this process and costs no fork per program. Per program it is
+handed the two pipe fds of a fresh jail session (SCM_RIGHTS), sends the solution to the jail, then
+runs the test with `candidate` a proxy: each call sends copies of its arguments to the jail as plain
+data (wire.py) and returns the decoded plain result, or raises CandidateError. Each program's test
+runs in a namespace of its own (dataset code only: nothing of the model's can persist there).
 
 Guarantees:
 * what the tests compare are plain values decoded on the trusted side (None, bool, int, float, str,
@@ -23,8 +25,9 @@ Guarantees:
 * the test source is never sent to the jail (frames, gc, inspect, linecache there cannot read it);
 * nothing the program prints reaches a verdict (its stdout/stderr are /dev/null; replies carry ids);
 * the checker is a killable process with a wall-time limit per program (a test looping on a bad
-  answer is a `timeout`; the checker is then replaced); one program spoils only its own verdict; `judge` never raises for
-  anything a program does (an internal failure is an `error` verdict with the reason);
+  answer is a `timeout`; the checker is then killed and replaced); one program spoils only its own
+  verdict; `judge` never raises for anything a program does (an internal failure is an `error`
+  verdict with the reason);
 * the reason says what was checked and how it went, never a value the program returned.
 """
 
