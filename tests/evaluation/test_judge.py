@@ -60,7 +60,8 @@ def test_memory_bombs_fail_and_the_pool_is_healthy(judge):
     test = "def check(c):\n    assert c() == 1\n"
     bombs = [program("def f():\n    x = bytearray(8 * 1024 ** 3)\n    return 1\n", test),
              program("def f():\n    chunks = []\n    while True:\n        chunks.append(bytearray(50 * 1024 ** 2))\n", test)]
-    assert [v.status for v in judge.judge_many(bombs)] == ["failed", "failed"]
+    verdicts = judge.judge_many(bombs)  # MemoryError at the address-space limit (timeout on a loaded machine)
+    assert all(v.status in ("failed", "timeout") for v in verdicts), verdicts
     assert judge.judge(program("def f():\n    return 1\n", test)).passed
 
 

