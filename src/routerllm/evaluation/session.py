@@ -110,8 +110,7 @@ class JailSession:
         try:
             msg = {"op": "call", "name": str(name), "args": tuple(args), "kwargs": dict(kwargs or {}),
                    "timeout_s": None if timeout_s is None else float(timeout_s)}
-            wire.encode(msg)
-        except (wire.WireError, TypeError) as exc:
+        except TypeError as exc:
             return CallResult(False, error=f"arguments are not plain data: {exc}")
         return self._request(msg, None if timeout_s is None else float(timeout_s) + CALL_GRACE_S)
 
@@ -134,7 +133,10 @@ class JailSession:
                 return CallResult(False, error=self._dead)
             self._call_deadline = None if wait_s is None else time.monotonic() + wait_s
             rid = os.urandom(8).hex()
-            frame = wire.encode({"id": rid, **msg})
+            try:
+                frame = wire.encode({"id": rid, **msg})
+            except wire.WireError as exc:  # the caller's arguments (nothing was sent)
+                return CallResult(False, error=f"arguments are not plain data: {exc}")
             try:
                 self._w.send(struct.pack(">Q", len(frame)) + frame)
             except (BrokenPipeError, OSError, ValueError):
