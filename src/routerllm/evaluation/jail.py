@@ -440,7 +440,7 @@ class Jail:
         self._recycler = ThreadPoolExecutor(max_workers=2 * workers + 2, thread_name_prefix="jail-recycle")
         # zygote mode: one more than the workers, so a session finds a ready program while the
         # zygote of the one just closed makes its next
-        for _ in range(workers + (self.per_program == "zygote") * int(os.environ.get("RL_EXTRA_Z", "1"))):
+        for _ in range(workers + (self.per_program == "zygote")):
             self._order(("spawn",))
 
     def _order(self, order: tuple) -> None:
