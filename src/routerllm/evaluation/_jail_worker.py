@@ -347,6 +347,18 @@ def _status(r):
 SECCOMP_BPF = None
 
 
+def _end(current):
+    """SIGKILL the program: pid 1 of its namespace, so every process in it dies (reaped by it), then
+    its setup process reaps it and exits (reaped here): all their CPU is accounted up to the owner.
+    The setup itself only where the program's pid never came (its setup failed)."""
+    setup, status_r = current[0], current[1]
+    program = _status(status_r)[0] if status_r is not None else current[2]
+    try:
+        os.kill(program or setup, 9)
+    except OSError:
+        pass
+
+
 def zygote(ctl_fd, limits):
     import ctypes
     import socket
@@ -365,8 +377,15 @@ def zygote(ctl_fd, limits):
             msg, fds, _, _ = socket.recv_fds(sock, 64, 2)
         except OSError:
             msg, fds = b"", []
-        if not msg:
-            os._exit(0)  # the owner is gone
+        if not msg:  # the owner is gone (or closing): end the program, reap everything, leave
+            if current is not None:
+                _end(current)
+            while True:
+                try:
+                    os.wait()
+                except ChildProcessError:
+                    break
+            os._exit(0)
         if msg == b"F" and len(fds) == 2:
             setup, status_r = _start(fds[0], fds[1], limits)
             for fd in fds:
@@ -381,14 +400,7 @@ def zygote(ctl_fd, limits):
             sock.send(b"S" if program else b"E" + words.encode()[:200])
         elif msg == b"K":
             if current is not None:
-                setup, status_r = current[0], current[1]
-                program = _status(status_r)[0] if status_r is not None else current[2]
-                for pid in (program, setup):  # the program is pid 1 of its namespace: all of it dies
-                    if pid:
-                        try:
-                            os.kill(pid, 9)
-                        except OSError:
-                            pass
+                _end(current)
                 current = None
             # answer at once: a SIGKILLed process never runs again, and the kernel's teardown of its
             # namespaces (an RCU grace period for the mounts) need not delay the next program

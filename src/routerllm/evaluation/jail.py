@@ -75,6 +75,7 @@ FSIZE_BYTES = 64 * 1024 * 1024  # largest file the program may write (tmpfs), by
 TMPFS_BYTES = 64 * 1024 * 1024  # each of /tmp, /var/tmp, /dev/shm, bytes (tmpfs size=)
 TMPFS_INODES = 16384  # files + directories per tmpfs (zygote mode: nr_inodes=)
 ZYGOTE_REPLY_S = 10.0  # how long the zygote may take to start or end a program, s (~ms normally)
+ZYGOTE_EXIT_S = 2.0  # how long a closed zygote's jail may take to exit before SIGKILL, s
 NOFILE = 256
 NPROC_ROOT_MODE = 64  # processes of the worker's own uid
 _UID_RANGE = (2_000_000, 3_000_000_000)  # root mode: random uid block far above real accounts
@@ -341,16 +342,21 @@ class _Zygote:
             return ""
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):  # pragma: no cover
-            pass
+        """Close the control socket (the zygote ends its program, reaps and leaves, so bwrap exits
+        and its processes' CPU is accounted to the owner); SIGKILL after ZYGOTE_EXIT_S."""
         self.sock.close()
+        try:
+            self.proc.wait(timeout=ZYGOTE_EXIT_S)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):  # pragma: no cover
+                pass
         self._log.close()
 
 
@@ -564,24 +570,26 @@ class Jail:
         return JailSession(worker, source, self.timeout_s if timeout_s is None else float(timeout_s))
 
     def close(self) -> None:
-        """Kill the spares and stop the spawner (its exit ends every worker it started)."""
+        """Kill the spares, close the zygotes (they end their programs, reap and leave, so their CPU
+        is accounted to this process), then stop the spawner (its exit ends whatever it started and
+        is still alive: bwrap --die-with-parent)."""
         if self._closed:
             return
         self._closed = True
         self._recycler.shutdown(wait=True)  # every program handed back is dead
-        self._orders.put(("stop",))
-        self._spawner.join(timeout=30)
         while True:
             try:
                 worker = self._pool.get_nowait()
             except queue.Empty:
                 break
             if isinstance(worker, _Program):
-                worker.recycle = None  # the zygote is dropped below
+                worker.recycle = None  # the zygote is closed below
             if isinstance(worker, (_Worker, _Program)):
                 worker.kill()
         for zygote in list(self._zygotes):
             self._drop(zygote)
+        self._orders.put(("stop",))
+        self._spawner.join(timeout=30)
 
     def __enter__(self) -> "Jail":
         return self
