@@ -61,14 +61,18 @@ def _serve_on(req, rep):
     main()
 
 
+_BUF = bytearray()  # request bytes read ahead
+
+
 def _read_exact(n):
-    buf = b""
-    while len(buf) < n:
-        chunk = os.read(REQ, n - len(buf))
+    while len(_BUF) < n:
+        chunk = os.read(REQ, max(n - len(_BUF), 65536))
         if not chunk:
             os._exit(0)  # owner gone (EOF): never outlive it
-        buf += chunk
-    return buf
+        _BUF.extend(chunk)
+    out = bytes(_BUF[:n])
+    del _BUF[:n]
+    return out
 
 
 def _send(msg):

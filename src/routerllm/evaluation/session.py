@@ -74,6 +74,7 @@ class JailSession:
         self._deadline = time.monotonic() + timeout_s
         self._dead: str | None = None
         self._call_deadline: float | None = None
+        self._buf = bytearray()  # reply bytes read ahead
         self._lock = threading.Lock()
         self.load: CallResult = CallResult(True) if source is None else self.start(source)
 
@@ -162,9 +163,9 @@ class JailSession:
             return CallResult(False, error=reply["error"][:500] or "error")
 
     def _read(self, n: int) -> bytes | CallResult:
+        """n bytes of the reply stream (read ahead in chunks: a header and its body in one read)."""
         fd = self._w.rfd
-        chunks, got = [], 0
-        while got < n:
+        while len(self._buf) < n:
             now = time.monotonic()
             remaining = self._deadline - now
             if remaining <= 0:
@@ -180,15 +181,16 @@ class JailSession:
             if not ready:
                 continue
             try:
-                chunk = os.read(fd, min(n - got, 1 << 20))
+                chunk = os.read(fd, min(max(n - len(self._buf), 65536), 1 << 20))
             except OSError:
                 chunk = b""
             if not chunk:
                 return self._end(self._w.death())
-            chunks.append(chunk)
-            got += len(chunk)
+            self._buf += chunk
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
         self._w.received += n
-        return b"".join(chunks)
+        return out
 
     def close(self) -> None:
         with self._lock:
