@@ -10,18 +10,18 @@ Requests: {"id": str, "op": "load", "source": str} / {"id", "op": "call", "name"
 Replies: {"id": str, "ok": bool, "value": ..., "error": str|None}. Exits on EOF of requests.
 Everything here is untrusted once the program runs: the trusted side checks ids and sizes.
 
-Zygote mode (`_jail_worker.py --zygote FD LIMITS`): a pre-started jailed process that never runs
+Zygote mode (`_jail_worker.py --zygote FD SPEC`): a pre-started jailed process that never runs
 model code and makes one fresh program process per session (jail.py `_Zygote`). On the unix
-socket FD it receives "F" with two fds (requests, replies) and forks the SETUP process, which
-(still trusted: no model code yet) enters new user, mount, pid, ipc and uts namespaces, maps its
-own uid/gid, makes every mount private, mounts a fresh size-capped tmpfs on /tmp, /var/tmp and
-/dev/shm, an empty read-only tmpfs over /proc, remounts /dev read-only, drops every capability
-(bounding, ambient, effective, permitted, inheritable) and sets no_new_privs, then forks the
-PROGRAM process: pid 1 of its own pid namespace, which applies the rlimits and serves the protocol
-above on the two fds. "K" ends the session: SIGKILL to the program (pid 1: its whole namespace
-dies) and to the setup process, both reaped; the zygote answers "k". The zygote and the setup
-process are not dumpable (no /proc/PID/mem, no ptrace by the same uid) and are in no namespace the
-program can name (not in its pid namespace, no /proc).
+socket FD it receives "F" with two fds (requests, replies) and clone(2)s the PROGRAM process
+straight into new user, mount, pid (it is pid 1 there), ipc and uts namespaces. Before any model
+code the program maps its own uid/gid, makes every mount private, mounts a fresh size-capped tmpfs
+on /tmp, /var/tmp and /dev/shm and an empty read-only tmpfs over /proc, remounts /dev read-only,
+drops every capability (bounding, ambient, effective, permitted, inheritable), sets no_new_privs,
+applies the rlimits and the seccomp filter, then serves the protocol above on the two fds. "K"
+ends the session: SIGKILL to the program (pid 1: its whole namespace dies), reaped by the zygote,
+which answers "k". The zygote is not dumpable (no /proc/PID/mem, no ptrace by the same uid) and is
+in no namespace the program can name (not in its pid namespace; no /proc). EOF on FD: the zygote
+ends its program, reaps, and exits.
 """
 
 import os
@@ -155,25 +155,27 @@ CAP_V3 = 0x20080522  # _LINUX_CAPABILITY_VERSION_3
 
 
 def _setup(limits):
-    """In the setup process: fresh namespaces and mounts, no capabilities (module docstring).
-    Raises OSError naming the step that failed."""
+    """In the program process, just cloned into fresh namespaces (still no model code): own
+    uid/gid maps, fresh mounts, no capabilities (module docstring). Raises OSError naming the step."""
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _LIBC
 
     def check(result, what):
         if result != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"{what}: {os.strerror(err)}")
 
-    uid, gid = os.getuid(), os.getgid()
+    uid, gid = _IDS  # read before the clone: inside the new namespace they are unmapped (65534) until written
     # dumpable while writing our own maps (a non-dumpable task's /proc files belong to root)
     check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
-    check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"),
                        ("/proc/self/gid_map", f"{gid} {gid} 1")):
-        with open(path, "w") as f:
-            f.write(text)
+        try:
+            with open(path, "w") as f:
+                f.write(text)
+        except OSError as exc:
+            raise OSError(exc.errno, f"writing {path}: {os.strerror(exc.errno)}") from None
     check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "not dumpable")
     check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make mounts private")
     opts = f"size={limits['tmpfs_bytes']},nr_inodes={limits['tmpfs_inodes']},mode=1777".encode()
@@ -297,68 +299,56 @@ def _apply_seccomp(bpf):
         raise OSError(ctypes.get_errno(), "seccomp filter refused")
 
 
+SYS_CLONE = 56  # x86_64 (the zygote mode is probed at start-up: elsewhere the jail uses one bwrap per program)
+_LIBC = None
+_IDS = (-1, -1)  # the zygote's uid and gid
+
+
 def _start(req, rep, limits):
-    """Fork the setup process; it forks the program and writes the program's pid (or "!why") on
-    the returned pipe. Returns (setup pid, that pipe's read end)."""
-    r, w = os.pipe()
-    setup = os.fork()
-    if setup == 0:
+    """clone(2) the program straight into new user, mount, pid (it is pid 1), ipc and uts
+    namespaces: one process per program, no intermediate. os.fork cannot pass clone flags, so the
+    raw system call, bracketed by CPython's own fork hooks (PyOS_BeforeFork / AfterFork_*), as
+    os.fork does (the zygote is single-threaded: no lock is held across it). Returns the pid."""
+    import ctypes
+
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _LIBC.syscall(SYS_CLONE, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | 17,
+                        0, 0, 0, 0)  # 17: SIGCHLD to the zygote at exit
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
         code = 1
         try:
-            os.close(r)
             # nothing of the zygote's survives into the program: its control socket above all
             low = 3
-            for keep in sorted({req, rep, w}):
+            for keep in sorted({req, rep}):
                 os.closerange(low, keep)
                 low = keep + 1
             os.closerange(low, 65536)
             _setup(limits)
-            program = os.fork()
-            if program == 0:
-                os.close(w)
-                _program(req, rep, limits)
-                os._exit(0)
-            os.write(w, str(program).encode())
-            os.close(w)
-            os.close(req)
-            os.close(rep)
-            os.waitpid(program, 0)
+            _program(req, rep, limits)  # serves until EOF (exits there)
             code = 0
-        except BaseException as exc:  # noqa: BLE001 - said on the status pipe and in the jail's log
+        except BaseException as exc:  # noqa: BLE001 - said in the jail's log (fd 2)
             try:
-                os.write(w, f"!{exc}"[:200].encode())
                 os.write(2, f"routerllm jail: program setup failed: {exc}\n"[:300].encode())
             except OSError:
                 pass
         finally:
             os._exit(code)
-    os.close(w)
-    return setup, r
-
-
-def _status(r):
-    """(program pid or None, the setup's words) from the setup's pipe (read once, then closed)."""
-    status = b""
-    while True:
-        chunk = os.read(r, 256)
-        if not chunk:
-            break
-        status += chunk
-    os.close(r)
-    return (int(status) if status.isdigit() else None), status.decode(errors="replace")
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(ctypes.get_errno(), "clone of a program failed")
+    return pid
 
 
 SECCOMP_BPF = None
 
 
-def _end(current):
-    """SIGKILL the program: pid 1 of its namespace, so every process in it dies (reaped by it), then
-    its setup process reaps it and exits (reaped here): all their CPU is accounted up to the owner.
-    The setup itself only where the program's pid never came (its setup failed)."""
-    setup, status_r = current[0], current[1]
-    program = _status(status_r)[0] if status_r is not None else current[2]
+def _end(pid):
+    """SIGKILL the program: pid 1 of its namespace, so every process in it dies (reaped by it); it
+    is reaped here, so all their CPU is accounted up to the owner."""
     try:
-        os.kill(program or setup, 9)
+        os.kill(pid, 9)
     except OSError:
         pass
 
@@ -367,8 +357,11 @@ def zygote(ctl_fd, limits):
     import ctypes
     import socket
 
-    global SECCOMP_BPF
+    global SECCOMP_BPF, _LIBC, _IDS
     SECCOMP_BPF = _seccomp_bpf()  # once; each program installs it (one prctl)
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+    _LIBC.syscall.restype = ctypes.c_long
+    _IDS = (os.getuid(), os.getgid())
     _no_outliving()
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     null = os.open("/dev/null", os.O_RDWR)
@@ -391,17 +384,19 @@ def zygote(ctl_fd, limits):
                     break
             os._exit(0)
         if msg == b"F" and len(fds) == 2:
-            setup, status_r = _start(fds[0], fds[1], limits)
+            try:
+                current = _start(fds[0], fds[1], limits)
+                reply = b"S"
+            except OSError as exc:
+                current, reply = None, f"E{exc}".encode()[:200]
             for fd in fds:
                 os.close(fd)
-            current = (setup, status_r)
             # answer at once (the owner's first request waits in the pipe until the program is up);
             # a setup that fails closes the reply pipe: the session ends "jail died", the log says why
-            sock.send(b"S")
-        elif msg == b"S?":  # (the start-up probe) wait for the setup and say how it went
-            program, words = _status(current[1]) if current else (None, "no program")
-            current = (current[0], None, program) if current else None
-            sock.send(b"S" if program else b"E" + words.encode()[:200])
+            sock.send(reply)
+        elif msg == b"S?":  # (the start-up probe) is the program still there?
+            alive = current is not None and os.waitpid(current, os.WNOHANG)[0] == 0
+            sock.send(b"S" if alive else b"Ethe program's setup failed (see the jail's log)")
         elif msg == b"K":
             if current is not None:
                 _end(current)
@@ -412,7 +407,7 @@ def zygote(ctl_fd, limits):
         else:
             for fd in fds:
                 os.close(fd)
-        while True:  # reap what has exited (setup processes; orphans go to bwrap's init)
+        while True:  # reap what has exited (programs)
             try:
                 if os.waitpid(-1, os.WNOHANG)[0] == 0:
                     break

@@ -406,7 +406,7 @@ def _zygote_works(mode: str) -> str | None:
 class Jail:
     """A pool of pre-started jailed programs (warm), thread-safe. One fresh program per session.
 
-    Per program, where the kernel allows nested user namespaces (probed once): a fork of a
+    Per program, where the kernel allows nested user namespaces (probed once): a clone of a
     pre-started zygote in fresh user, mount, pid, ipc and uts namespaces (`per_program == "zygote"`,
     _jail_worker.py); else one bwrap per program (`"bwrap"`). Either way a program never shares a
     process, /tmp, /var/tmp, /dev/shm or pid namespace with another one."""
@@ -430,7 +430,7 @@ class Jail:
             if why is not None:
                 log.info("jail: one bwrap per program (the zygote cannot run here: %s)", why)
             who = "a uid of its own" if self.mode == "root" else "a user namespace, uid 65534"
-            fresh = ("a fork of a pre-started zygote in fresh user, mount, pid, ipc, uts namespaces" if why is None
+            fresh = ("a clone of a pre-started zygote in fresh user, mount, pid, ipc, uts namespaces" if why is None
                      else "a bwrap of its own")
             sec = "seccomp filter" if _seccomp_available() else "NO seccomp (libseccomp2 not installed)"
             self.isolation = (f"bubblewrap ({self.mode} mode: {who}, no capabilities, no_new_privs, {sec}; pid, net, "
