@@ -299,7 +299,9 @@ def _apply_seccomp(bpf):
         raise OSError(ctypes.get_errno(), "seccomp filter refused")
 
 
-SYS_CLONE = 56  # x86_64 (the zygote mode is probed at start-up: elsewhere the jail uses one bwrap per program)
+# clone(2)'s number (asm/unistd.h); elsewhere the zygote refuses, the start-up probe fails and
+# the jail uses one bwrap per program
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
 _LIBC = None
 _IDS = (-1, -1)  # the zygote's uid and gid
 
@@ -311,6 +313,8 @@ def _start(req, rep, limits):
     os.fork does (the zygote is single-threaded: no lock is held across it). Returns the pid."""
     import ctypes
 
+    if SYS_CLONE is None:
+        raise OSError(38, f"no clone(2) number known for {os.uname().machine}")
     api = ctypes.pythonapi
     api.PyOS_BeforeFork()
     pid = _LIBC.syscall(SYS_CLONE, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | 17,

@@ -95,7 +95,7 @@ def _interpreter() -> tuple[str, str]:
 
 def _argv(mode: str, command: list[str] | None = None, *, zygote: bool = False) -> list[str]:
     """bwrap's command line. `zygote`: /tmp, /var/tmp, /dev/shm are read-only directories here (the
-    zygote's setup process mounts a fresh tmpfs on each for every program); otherwise a fresh
+    zygote's programs mount a fresh tmpfs on each for every program); otherwise a fresh
     size-capped tmpfs each (one bwrap per program)."""
     root_mode = mode == "root"
     exe, stdlib = _interpreter()
@@ -298,7 +298,7 @@ class _Zygote:
     def start(self, *, end_first: bool = False, confirm: bool = False) -> "_Program":
         """A fresh program, being set up: its first request can be sent at once (it waits in the
         pipe). `end_first`: end the current program in the same exchange (one round trip for both);
-        `confirm`: wait until the setup is done and say how it went (the start-up probe)."""
+        `confirm`: ask whether the program is still there after its setup (the start-up probe)."""
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         try:
