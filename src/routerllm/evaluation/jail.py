@@ -1,42 +1,43 @@
 """Run MODEL code in a jail that sees nothing of the host; talk to it in plain data only.
 
     with Jail(workers=2, timeout_s=10) as jail:
-        with jail.session(source) as s:          # one fresh jailed interpreter per program
+        with jail.session(source) as s:          # one fresh jailed program per session
             if s.load.ok:
                 r = s.call("add", (1, 2))          # CallResult(ok=True, value=3)
 
-Guarantees (the trusted side is this module; everything in the jail is hostile):
+Guarantees (the trusted side is this module and session.py; everything in the jail is hostile):
 * Values cross as plain data (wire.py: tagged JSON, no pickle); anything else is an error result
-  naming the type. Frames are length-prefixed; every request carries a random id and a reply with
-  another id, a malformed frame, one over MAX_REPLY_BYTES, more than MAX_SESSION_BYTES in a session,
-  or a dead worker ends THAT session with an error result; the worker is killed. Nothing the jailed
+  naming the type. Frames, ids, size caps, per-call timeouts: session.py. Nothing the jailed
   program writes can make this side raise. The program's stdout/stderr are /dev/null.
-* Jail (bubblewrap): new pid, net, ipc, uts, cgroup (and user, unprivileged) namespaces,
-  --die-with-parent, --new-session, --clearenv, an empty root with read-only binds of the system
-  libraries (/usr/lib, /usr/lib64), the interpreter binary and its stdlib directory (site-packages
-  hidden under an empty tmpfs), the worker and wire.py; fresh tmpfs /tmp, /var/tmp, /dev/shm per
-  program; its own /proc; minimal /dev. As root: no user namespace; util-linux `setpriv` (bound
-  read-only) drops to a random uid/gid of its own (>= 2,000,000) with empty bounding, inheritable,
-  ambient, effective and permitted sets and no_new_privs. Unprivileged: a user namespace with uid/gid
-  65534 inside and `--cap-drop ALL`. rlimits: CPU, AS (memory_mb), NPROC (root mode: the uid is the
-  worker's own), FSIZE 64 MiB, NOFILE 256, core 0. tmpfs size caps (TMPFS_BYTES; zygote mode also
-  TMPFS_INODES).
+* The jail (bubblewrap): new pid, net, ipc, uts, cgroup (and user, unprivileged) namespaces,
+  --die-with-parent, --new-session, --clearenv, an empty read-only root with read-only binds of the
+  system libraries (/usr/lib, /usr/lib64), the interpreter binary and its stdlib directory
+  (site-packages hidden under an empty tmpfs), the worker and wire.py; minimal /dev. As root: no
+  user namespace; util-linux `setpriv` (bound read-only) drops to a random uid/gid of its own
+  (>= 2,000,000) with empty bounding, inheritable, ambient, effective and permitted sets and
+  no_new_privs. Unprivileged: a user namespace with uid/gid 65534 inside and `--cap-drop ALL`.
+* One fresh program per session, never reused. Where the kernel allows nested user namespaces
+  (probed once, `per_program == "zygote"`): each jail holds a pre-started zygote that never runs
+  model code and clone(2)s every program into new user, mount, pid (pid 1 there), ipc and uts
+  namespaces with its own size-capped tmpfs /tmp, /var/tmp, /dev/shm (TMPFS_BYTES, TMPFS_INODES),
+  an empty /proc, /dev read-only, no capabilities, no_new_privs (_jail_worker.py); the zygote
+  starts the next program as soon as the last is killed. Else one bwrap per program
+  (`"bwrap"`, fresh --size-capped tmpfs each, its own /proc). rlimits per program: CPU, AS
+  (memory_mb), NPROC (root mode: the uid is the jail's own), FSIZE 64 MiB, NOFILE 256, core 0.
 * seccomp (where libseccomp2 is installed: Debian's apt depends on it): before any model code the
   program installs a filter (compiled by libseccomp through ctypes, _jail_worker.DENIED_SYSCALLS)
   refusing ptrace, process_vm_*, mount and the new mount API, unshare, setns, clone with any
   CLONE_NEW* flag (clone3: ENOSYS), keyctl, bpf, perf_event_open, userfaultfd, io_uring, module and
   kexec calls, personality... : the kernel surfaces no answer needs (no new user namespace from
   inside the jail, above all). Without the library the jail runs without it and `isolation` says so.
-* Workers never outlive the owner: bwrap --die-with-parent, and the worker exits on EOF of its
-  request pipe. Every session kills its whole process tree (the pid namespace) on close.
-  --die-with-parent is PR_SET_PDEATHSIG, which fires when the THREAD that started bwrap exits: every
-  worker is started by one dedicated thread that lives as long as the Jail (`_spawner`), so any
-  thread may open sessions (a short-lived thread's exit no longer kills the spares it pre-started).
-* `session.call(..., timeout_s=t)` bounds one call: the worker arms an interval timer (a timed-out
-  call is an error `timeout: ...` and the session goes on), and this side stops waiting t +
-  CALL_GRACE_S later whatever the program did to its timer (the session then ends, `ended` says why).
-* unsafe_no_sandbox=True: a plain subprocess with the same rlimits, empty environment, own session.
-  NO isolation from the host (files, network); for machines without bubblewrap, opted into by name.
+* Nothing outlives the owner: bwrap --die-with-parent, PDEATHSIG re-armed inside, EOF exits. Every
+  session kills its program's whole pid namespace on close. --die-with-parent is PR_SET_PDEATHSIG,
+  which fires when the THREAD that started bwrap exits: every bwrap is started by one dedicated
+  thread that lives as long as the Jail (`_spawner`), so any thread may open and close sessions
+  (handing a program back to its zygote is only messages, done on `_recycler` threads).
+* unsafe_no_sandbox=True: a plain subprocess per program with the same rlimits and seccomp filter,
+  empty environment, own session. NO isolation from the host (files, network); for machines without
+  bubblewrap, opted into by name.
 """
 
 from __future__ import annotations
