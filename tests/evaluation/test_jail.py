@@ -45,14 +45,3 @@ def test_refuses_without_bubblewrap(tmp_path):
     env = {"PATH": str(tmp_path), "PYTHONPATH": str(ROOT / "src")}  # no bwrap on PATH
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert "REFUSED" in out.stdout and "apt-get install bubblewrap" in out.stdout and "unsafe_no_sandbox" in out.stdout
-
-
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
-def test_pipelined_calls_in_order_and_a_call_out_of_order_ends_the_session():
-    with Jail(workers=1) as jail:
-        with jail.session("N = [0]\ndef f(x):\n    N[0] += 1\n    return (x, N[0])\n") as s:
-            assert s.pipeline([("f", (1,), {}), ("f", (2,), {}), ("f", (3,), {})]) == 3
-            assert s.call("f", (1,)) == CallResult(True, (1, 1))
-            assert s.call("f", (2,)) == CallResult(True, (2, 2))
-            wrong = s.call("f", (4,))
-            assert not wrong.ok and "announced order" in wrong.error and s.ended

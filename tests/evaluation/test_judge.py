@@ -103,38 +103,3 @@ def test_without_bubblewrap_open_judge_refuses_unless_opted_out(tmp_path):
     assert "REFUSED" in out.stdout and "unsafe_no_sandbox" in out.stdout, out.stdout + out.stderr
     assert "ISOLATION NONE (unsafe_no_sandbox)" in out.stdout and "VERDICT passed" in out.stdout, out.stdout + out.stderr
     assert "WITHOUT isolation" in out.stderr  # the opt-out is logged
-
-
-def test_announced_calls_are_the_leading_straight_line_ones_only():
-    from routerllm.evaluation._checker import _announced_calls
-
-    test = ("def check(candidate):\n"
-            "    assert candidate(1) == 2\n"
-            "    assert abs(candidate(2.5, k={'a': (1,)}) - 3) < 1e-6, candidate(9)\n"  # the message is not a call
-            "    x = candidate([1, 2])\n"
-            "    assert x or candidate(3)\n")  # short-circuit: may not be called -> stop here
-    assert _announced_calls(test, "f") == [((1,), {})]  # two uses in the second statement (message): stop there
-    test = ("def check(candidate):\n    assert candidate(1) == 2\n    x = candidate([1, 2])\n    assert True\n"
-            "    assert x or candidate(3)\n    assert candidate(4) == 5\n")
-    assert _announced_calls(test, "f") == [((1,), {}), (([1, 2],), {})]
-    loop = "def check(candidate):\n    for i in range(3):\n        assert candidate(i) == i\n    assert candidate(7) == 7\n"
-    assert _announced_calls(loop, "f") == []
-    named = "def check(candidate):\n    assert f(1) == 1\n    assert candidate(2) == 2\n"  # the entry point's own name
-    assert _announced_calls(named, "f") == [((1,), {}), ((2,), {})]
-    computed = "def check(candidate):\n    n = 3\n    assert candidate(n) == 3\n"
-    assert _announced_calls(computed, "f") == []
-
-
-def test_calls_sent_ahead_give_the_sequential_verdicts(judge):
-    # a stateful candidate: each answer depends on how many calls came before; the test stops at
-    # its first failure although later calls were sent ahead
-    counting = "N = [0]\ndef f(x):\n    N[0] += 1\n    return x + N[0]\n"
-    good = "def check(c):\n    assert c(0) == 1\n    assert c(0) == 2\n    assert c(10) == 13\n"
-    bad = "def check(c):\n    assert c(0) == 1\n    assert c(0) == 5\n    assert c(10) == 13\n"
-    mixed = "def check(c):\n    assert c(0) == 1\n    for i in range(2):\n        assert c(0) == i + 2\n    assert c(0) == 4\n"
-    v = judge.judge_many([program(counting, t) for t in (good, bad, mixed)])
-    assert [x.status for x in v] == ["passed", "failed", "passed"], v
-    assert "3 call(s)" in v[0].reason and "after 2 call(s)" in v[1].reason and "4 call(s)" in v[2].reason
-    nan = "def check(c):\n    assert c(float('nan')) != c(float('nan'))\n    assert c({3, 1, 2}) == 3\n"
-    v = judge.judge(program("def f(x):\n    return x if x != x else len(x)\n", nan))
-    assert v.passed, v  # nan and a set announced, then called with equal (not identical) values

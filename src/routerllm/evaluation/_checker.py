@@ -12,7 +12,6 @@ the test, and replies JSON [status, reason].
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import socket
@@ -34,9 +33,6 @@ def _check(program: "SimpleNamespace", session) -> tuple[str, str]:  # type: ign
         err = load.error or "error"
         status = "timeout" if err.startswith("timeout") else "failed"
         return status, f"the code did not load in the jail ({err.split(':')[0][:80]})"
-    announced = _announced_calls(program.test, program.entry_point)
-    if announced:
-        session.pipeline([(program.entry_point, args, kwargs) for args, kwargs in announced])
     calls = [0]
     timed_out = [False]
 
@@ -70,79 +66,6 @@ def _check(program: "SimpleNamespace", session) -> tuple[str, str]:  # type: ign
         return "failed", f"the hidden test raised {type(exc).__name__} after {calls[0]} call(s)"
     return "passed", f"hidden tests passed ({calls[0]} call(s) of {program.entry_point})"
 
-
-
-# Where a call of the candidate is always evaluated when its statement runs (so a test's leading
-# straight-line statements make exactly the announced calls, in order, until one of them fails).
-_ALWAYS = {ast.Assert: ("test",), ast.Expr: ("value",), ast.Assign: ("value",), ast.Compare: ("left", "comparators0"),
-           ast.BinOp: ("left", "right"), ast.UnaryOp: ("operand",), ast.Call: ("func", "args", "keywords"),
-           ast.keyword: ("value",), ast.Subscript: ("value", "slice"), ast.Attribute: ("value",),
-           ast.Tuple: ("elts",), ast.List: ("elts",), ast.Set: ("elts",)}
-
-
-def _always_evaluated(stmt, target) -> bool:  # type: ignore[no-untyped-def]
-    """Is node `target` inside `stmt` evaluated whenever `stmt` runs to it (no branch, loop,
-    short-circuit, lambda, comprehension or assert message on the way)?"""
-    def down(node):  # type: ignore[no-untyped-def]
-        if node is target:
-            return True
-        fields = _ALWAYS.get(type(node))
-        if fields is None:
-            return False
-        for field in fields:
-            if field == "comparators0":
-                children = node.comparators[:1]
-            else:
-                value = getattr(node, field)
-                children = value if isinstance(value, list) else [value]
-            if any(child is not None and down(child) for child in children):
-                return True
-        return False
-    return down(stmt)
-
-
-def _announced_calls(test: str, entry_point: str) -> list[tuple[tuple, dict]]:
-    """The calls of the candidate that `check` will make first, in order, as far as its leading
-    straight-line statements tell: each such statement holds one call of the candidate with
-    literal arguments, in a position always evaluated. Stops at the first statement that does not
-    (a loop, a branch, computed arguments...): what follows is called live. Sent ahead to the jail
-    (JailSession.pipeline): one round trip instead of one per call, same calls, same order."""
-    try:
-        tree = ast.parse(test)
-    except (SyntaxError, ValueError):
-        return []
-    checks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
-    if len(checks) != 1 or not checks[0].args.args:
-        return []
-    fn = checks[0]
-    names = {fn.args.args[0].arg, entry_point}
-    for node in tree.body:  # the candidate named outside check: too clever to predict
-        if node is not fn and any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node)):
-            return []
-    out: list[tuple[tuple, dict]] = []
-    for stmt in fn.body:
-        uses = [n for n in ast.walk(stmt) if isinstance(n, ast.Name) and n.id in names]
-        if not uses:
-            if isinstance(stmt, (ast.Assert, ast.Expr, ast.Assign, ast.Pass)):
-                continue
-            break  # a loop, a branch, a def...: may call it some other way
-        calls = [n for n in ast.walk(stmt) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in names]
-        if len(uses) != 1 or len(calls) != 1 or not isinstance(stmt, (ast.Assert, ast.Expr, ast.Assign)):
-            break
-        call = calls[0]
-        if isinstance(stmt, ast.Assign) and any(isinstance(n, ast.Name) and n.id in names
-                                                for t in stmt.targets for n in ast.walk(t)):
-            break
-        if not _always_evaluated(stmt, call) or any(isinstance(a, ast.Starred) for a in call.args) \
-                or any(k.arg is None for k in call.keywords):
-            break
-        try:
-            args = tuple(ast.literal_eval(a) for a in call.args)
-            kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            break
-        out.append((args, kwargs))
-    return out
 
 
 def serve(fd: int) -> None:

@@ -28,24 +28,9 @@ from routerllm.evaluation import wire
 MAX_REPLY_BYTES = wire.MAX_BYTES  # one reply frame, bytes
 MAX_SESSION_BYTES = 64 * 1024 * 1024  # all replies of one session, bytes
 CALL_GRACE_S = 0.5  # beyond a call's own limit, s, before this side stops waiting (the worker's timer failed)
-PIPELINE_BYTES = 32 * 1024  # requests sent ahead at most, bytes: under a pipe's 64 KiB, so sending never blocks
 
 # ok: the call returned plain data `value` (decoded here); else `error` says what happened
 CallResult = namedtuple("CallResult", ["ok", "value", "error"], defaults=(None, None))
-
-
-def _plain_equal(a, b) -> bool:  # type: ignore[no-untyped-def]
-    """Equal plain data, types included (a list is not a tuple), nan equal to nan: the program got
-    the same arguments whichever of two equal encodings (a set's order) was sent."""
-    if type(a) is not type(b):
-        return False
-    if type(a) is float:
-        return a == b or (a != a and b != b)
-    if type(a) in (list, tuple):
-        return len(a) == len(b) and all(_plain_equal(x, y) for x, y in zip(a, b))
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(_plain_equal(a[k], b[k]) for k in a)
-    return a == b
 
 
 class FdChannel:
@@ -90,7 +75,6 @@ class JailSession:
         self._dead: str | None = None
         self._call_deadline: float | None = None
         self._buf = bytearray()  # reply bytes read ahead
-        self._queued: list[tuple[bytes, str]] = []  # calls sent ahead (pipeline): (encoded call, id), in order
         self._lock = threading.Lock()
         self.load: CallResult = CallResult(True) if source is None else self.start(source)
 
@@ -149,78 +133,34 @@ class JailSession:
             if self._dead:
                 return CallResult(False, error=self._dead)
             self._call_deadline = None if wait_s is None else time.monotonic() + wait_s
-            if self._queued:  # calls sent ahead (pipeline): this must be the next of them
-                announced, rid = self._queued.pop(0)
-                try:
-                    same = wire.encode(msg) == announced or _plain_equal(wire.decode(announced), msg)
-                except wire.WireError:
-                    same = False
-                if not same:
-                    return self._end("a call out of the announced order (pipeline)")
-            else:
-                rid = os.urandom(8).hex()
-                try:
-                    frame = wire.encode({"id": rid, **msg})
-                except wire.WireError as exc:  # the caller's arguments (nothing was sent)
-                    return CallResult(False, error=f"arguments are not plain data: {exc}")
-                try:
-                    self._w.send(struct.pack(">Q", len(frame)) + frame)
-                except (BrokenPipeError, OSError, ValueError):
-                    return self._end(self._w.death())
-            return self._reply(rid)
-
-    def pipeline(self, calls: list[tuple[str, tuple, dict]]) -> int:
-        """Send these calls now, in order, before they are made (the program runs them back to
-        back); `call` then takes each reply in turn, and a call other than the next announced one
-        ends the session. For a caller that knows its exact call sequence (the Judge's checker on
-        straight-line tests): one round trip instead of one per call. The calls that fit in
-        PIPELINE_BYTES are sent; returns how many."""
-        with self._lock:
-            if self._dead or self._queued or not self.load.ok:
-                return 0
-            frames, total = [], 0
-            for name, args, kwargs in calls:
-                msg = {"op": "call", "name": str(name), "args": tuple(args), "kwargs": dict(kwargs),
-                       "timeout_s": None}
-                rid = os.urandom(8).hex()
-                try:
-                    frame = wire.encode({"id": rid, **msg})
-                except wire.WireError:
-                    break
-                if total + len(frame) + 8 > PIPELINE_BYTES:
-                    break  # the request pipe must never fill while replies wait to be read
-                frames.append(struct.pack(">Q", len(frame)) + frame)
-                total += len(frame) + 8
-                self._queued.append((wire.encode(msg), rid))
+            rid = os.urandom(8).hex()
             try:
-                self._w.send(b"".join(frames))
+                frame = wire.encode({"id": rid, **msg})
+            except wire.WireError as exc:  # the caller's arguments (nothing was sent)
+                return CallResult(False, error=f"arguments are not plain data: {exc}")
+            try:
+                self._w.send(struct.pack(">Q", len(frame)) + frame)
             except (BrokenPipeError, OSError, ValueError):
-                self._queued.clear()
-                self._end(self._w.death())
-                return 0
-            return len(frames)
-
-    def _reply(self, rid: str) -> CallResult:
-        """The reply to request `rid` (the next frame on the channel); the lock is held."""
-        header = self._read(8)
-        if isinstance(header, CallResult):
-            return header
-        (size,) = struct.unpack(">Q", header)
-        if size > MAX_REPLY_BYTES or self._w.received + size > MAX_SESSION_BYTES:
-            return self._end("output limit")
-        body = self._read(size)
-        if isinstance(body, CallResult):
-            return body
-        try:
-            reply = wire.decode(body)
-        except wire.WireError as exc:
-            return self._end(f"malformed reply ({exc})")
-        if (type(reply) is not dict or reply.get("id") != rid or type(reply.get("ok")) is not bool
-                or not (reply.get("error") is None or type(reply.get("error")) is str)):
-            return self._end("malformed reply (wrong id or shape)")
-        if reply["ok"]:
-            return CallResult(True, value=reply.get("value"))
-        return CallResult(False, error=reply["error"][:500] or "error")
+                return self._end(self._w.death())
+            header = self._read(8)
+            if isinstance(header, CallResult):
+                return header
+            (size,) = struct.unpack(">Q", header)
+            if size > MAX_REPLY_BYTES or self._w.received + size > MAX_SESSION_BYTES:
+                return self._end("output limit")
+            body = self._read(size)
+            if isinstance(body, CallResult):
+                return body
+            try:
+                reply = wire.decode(body)
+            except wire.WireError as exc:
+                return self._end(f"malformed reply ({exc})")
+            if (type(reply) is not dict or reply.get("id") != rid or type(reply.get("ok")) is not bool
+                    or not (reply.get("error") is None or type(reply.get("error")) is str)):
+                return self._end("malformed reply (wrong id or shape)")
+            if reply["ok"]:
+                return CallResult(True, value=reply.get("value"))
+            return CallResult(False, error=reply["error"][:500] or "error")
 
     def _read(self, n: int) -> bytes | CallResult:
         """n bytes of the reply stream (read ahead in chunks: a header and its body in one read)."""
