@@ -11,6 +11,7 @@ setup: bwrap $(VENV)/.installed
 
 # The jail for model code (evaluation/jail.py) needs bubblewrap (Debian/Ubuntu package `bubblewrap`)
 # and util-linux `setpriv` (root mode). Installed here when missing and root; otherwise the command.
+# libseccomp2 (a dependency of Debian's apt, so nearly always present) lets it add a seccomp filter.
 bwrap:
 	@command -v bwrap >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -17,7 +17,7 @@ For every local tier of the config (configs/local_config.yaml: Gemma 3 270M smal
 4. Unchanged answers: for the reference and the variants named by --check (default: the tier as
    configured), greedy answers to the first --check-tasks HumanEval tasks with the tier's own
    max_new_tokens and stops: token agreement with the reference (common prefix / reference
-   tokens, and how many answers are identical) and pass@1 by the hidden tests in the sandbox.
+   tokens, and how many answers are identical) and pass@1 by the hidden tests (the Judge).
 
     python bench/bench_generate.py [--tiers qwen2_5_coder_1_5b] [--rounds 3] [--new-tokens 32]
                                    [--variants bf16-1t,int8_dynamic] [--check int8_dynamic] [--check-tasks 4]
@@ -221,7 +221,7 @@ def _speed_request(tier, new_tokens: int):
     return request
 
 
-def _check(built: Built, tasks, tier, sandbox, threads) -> dict[str, Any]:
+def _check(built: Built, tasks, tier, judge, threads) -> dict[str, Any]:
     """Greedy answers with the tier's own limits and stops; token ids (re-encoded) and verdicts."""
     from routerllm.evaluation.programs import build
     from routerllm.evaluation.prompting import build_request, mode_for, postprocess
@@ -231,8 +231,8 @@ def _check(built: Built, tasks, tier, sandbox, threads) -> dict[str, Any]:
     gens = [built.generate([r], threads)[0] for r in requests]
     tokenizer = built.manager.tokenizer
     ids = [tokenizer(g.text, add_special_tokens=False)["input_ids"] for g in gens]
-    programs = [build(t, postprocess(t, g.text, mode, r.stop), mode).script() for t, g, r in zip(tasks, gens, requests)]
-    verdicts = [sandbox.run(p) for p in programs]
+    programs = [build(t, postprocess(t, g.text, mode, r.stop), mode) for t, g, r in zip(tasks, gens, requests)]
+    verdicts = judge.judge_many(programs)
     return {"ids": ids, "passed": [v.passed for v in verdicts], "texts": [g.text for g in gens]}
 
 
@@ -251,7 +251,7 @@ def _agreement(ref_ids: list[list[int]], ids: list[list[int]]) -> tuple[float, i
 
 def bench_tier(tier, variants: list[Variant], args, bandwidth: dict[int, float], default_threads: int) -> None:
     from routerllm.evaluation.humaneval import load_tasks
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.judge import Judge
 
     request = _speed_request(tier, args.new_tokens)
     configured = Variant("configured", {})
@@ -262,7 +262,7 @@ def bench_tier(tier, variants: list[Variant], args, bandwidth: dict[int, float],
     rows: list[tuple[str, Built, float, float, float | None]] = []  # name, built, median tok/s, ref median, ratio
     tasks = load_tasks(num_examples=args.check_tasks) if args.check_tasks else []
     checks: dict[str, dict[str, Any]] = {}
-    sandbox = Sandbox(timeout_s=10, workers=1) if tasks else None
+    judge = Judge(timeout_s=10, workers=1) if tasks else None
     try:
         reference.generate([request], None)  # warm-up
         ref_speeds_all: list[float] = []
@@ -283,10 +283,10 @@ def bench_tier(tier, variants: list[Variant], args, bandwidth: dict[int, float],
             print(f"  measured {label}: {med:.2f} tok/s vs reference {ref_med:.2f} (load {built.load_s:.0f} s)",
                   flush=True)
             if tasks and (variant.name in args.check or (variant is configured and "configured" in args.check)):
-                checks[label] = _check(built, tasks, tier, sandbox, variant.threads)
+                checks[label] = _check(built, tasks, tier, judge, variant.threads)
             built.close()
         if tasks:
-            checks["bf16 (reference)"] = _check(reference, tasks, tier, sandbox, None)
+            checks["bf16 (reference)"] = _check(reference, tasks, tier, judge, None)
         ref_med = statistics.median(ref_speeds_all) if ref_speeds_all else 0.0
         print(f"\n  {'variant':28s} {'MB/token':>9s} {'bound':>8s} {'tok/s':>7s} {'of bound':>8s} {'vs bf16':>8s}")
         rows.insert(0, ("bf16 (reference)", reference, ref_med, ref_med, 1.0))
@@ -314,8 +314,8 @@ def bench_tier(tier, variants: list[Variant], args, bandwidth: dict[int, float],
                 dump.write_text(json.dumps(old, indent=1))
     finally:
         reference.close()
-        if sandbox is not None:
-            sandbox.close()
+        if judge is not None:
+            judge.close()
 
 
 def main() -> int:

@@ -114,8 +114,11 @@ def part_one(args, tier, offload: Path) -> dict:
     plans = {id(manager): manager.plan(), id(auto_manager): auto_manager.plan()}
     for label, m in (("batch 1/4/16", manager), (f"auto ({auto})", auto_manager)):
         p = plans[id(m)]
-        print(f"{label}: cpu budget {budget / 2**20:.0f} MiB -> {len(p.device('cpu').layers)} layers on cpu, "
-              f"{len(p.device('disk').layers)} on disk ({p.device('disk').weight_bytes / 2**20:.0f} MiB streamed per step)"
+        where = {d.device: d for d in p.devices}
+        disk_layers = len(where["disk"].layers) if "disk" in where else 0
+        disk_mib = where["disk"].weight_bytes / 2**20 if "disk" in where else 0.0
+        print(f"{label}: cpu budget {budget / 2**20:.0f} MiB -> {len(where['cpu'].layers)} layers on cpu, "
+              f"{disk_layers} on disk ({disk_mib:.0f} MiB streamed per step; plan: {p.reason})"
               + (f"; {m.batch_size_reason}" if m is auto_manager else ""), flush=True)
         if m is auto_manager and not own_map:
             print("  auto runs on the same device map as batch 1/4/16")

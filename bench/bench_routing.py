@@ -5,7 +5,7 @@ files, against the better single tier.
     HF_HUB_OFFLINE=1 .venv/bin/python bench/bench_routing.py --pair SMALL.jsonl LARGE.jsonl [--pair ...]
 
 Each pair runs the comparison (routerllm.comparison: small-only, large-only, the cascade; the
-real sandbox for the visible-example checks and for the hidden-test scores) over the 164
+real Judge: jail sessions for the visible-example checks, trusted-side hidden tests for the scores) over the 164
 HumanEval tasks, with every routing setting left at its default (config.CascadeOptions). Those
 defaults were chosen on ONE pair, Mistral-7B-Instruct-v0.1 -> gpt-4-0613, and are used unchanged
 on every other: the other pairs are a holdout. Without --pair the bench runs that development
@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from routerllm.comparison import CompareOptions, run_comparison  # noqa: E402
 from routerllm.config import config_from_dict  # noqa: E402
-from routerllm.evaluation.sandbox import Sandbox, Verdict  # noqa: E402
+from routerllm.evaluation.judge import Judge, JudgeVerdict  # noqa: E402
 
 RECORDED = REPO / "data" / "humaneval-generations"
 DEV_PAIR = (RECORDED / "Mistral-7B-Instruct-v0.1.jsonl", RECORDED / "gpt-4-0613.jsonl")
@@ -52,34 +52,34 @@ SMALL_COST = {"tokens_per_s": 40.0, "ttft_s": 0.1, "watts": 300, "gpus": 1, "usd
 LARGE_COST = {"tokens_per_s": 4.0, "ttft_s": 2.0, "watts": 1200, "gpus": 3, "usd_per_gpu_hour": 2.0}
 
 
-class MemoSandbox:
-    """The real sandbox, with verdicts remembered by program text: pairs that share a file run the
-    same checks and hidden tests; each distinct program still runs once, in the real sandbox."""
+class MemoJudge:
+    """The real Judge, with hidden-test verdicts remembered by program (solution + test): pairs that
+    share a file score the same answers; each distinct program is still judged once, for real. The
+    cascade's checks (jail sessions through `jail`/`map`) are not remembered: they run every time."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
-        self._memo: dict[str, Verdict] = {}
+    def __init__(self, judge: Judge) -> None:
+        self.judge = judge
+        self.jail = judge.jail
+        self.map = judge.map
+        self._memo: dict[str, JudgeVerdict] = {}
         self._lock = threading.Lock()
         self.runs = 0
-        self.isolation = ""
+        self.isolation = judge.isolation
 
-    def run(self, program: str, timeout_s: float | None = None) -> Verdict:
-        return self.run_many([program], timeout_s)[0]
-
-    def run_many(self, programs, timeout_s=None, on_done=None):  # type: ignore[no-untyped-def]
-        keys = [hashlib.sha256(p.encode()).hexdigest() for p in programs]
+    def judge_many(self, programs, timeout_s=None, on_done=None):  # type: ignore[no-untyped-def]
+        keys = [hashlib.sha256(f"{p.entry_point}\0{p.solution}\0{p.test}\0{p.helpers}".encode()).hexdigest()
+                for p in programs]
         with self._lock:
             todo = {k: p for k, p in zip(keys, programs) if k not in self._memo}
         if todo:
-            verdicts = self.sandbox.run_many(list(todo.values()), timeout_s)
+            verdicts = self.judge.judge_many(list(todo.values()), timeout_s)
             with self._lock:
                 self._memo.update(zip(todo, verdicts))
                 self.runs += len(todo)
-            self.isolation = self.sandbox.isolation
         return [self._memo[k] for k in keys]
 
     def close(self) -> None:
-        self.sandbox.close()
+        self.judge.close()
 
 
 def pair_config(small: Path, large: Path) -> dict:
@@ -95,13 +95,13 @@ def pair_config(small: Path, large: Path) -> dict:
     }
 
 
-def evaluate(small: Path, large: Path, out: Path, sandbox: MemoSandbox, num: int) -> dict:
+def evaluate(small: Path, large: Path, out: Path, judge: MemoJudge, num: int) -> dict:
     config = config_from_dict(pair_config(small, large), source=f"bench pair {small.name} -> {large.name}")
     name = f"{small.stem}--{large.stem}"
     start = time.perf_counter()
     summary = run_comparison(CompareOptions(config=config, num_examples=num, use_large_model=True, results_dir=str(out),
                                             run_name=name, progress=False, report=True,
-                                            sandbox=sandbox)).summary  # type: ignore[arg-type]
+                                            judge=judge)).summary  # type: ignore[arg-type]
     cascade, small_row, large_row = (summary.systems[k] for k in ("cascade", "small", "large"))
     best = summary.better_tier
     assert best is not None and summary.floor is not None
@@ -173,13 +173,13 @@ def main() -> int:
             parser.error(f"no recorded file at {path}")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_routing-"))
     rows = []
-    with Sandbox(timeout_s=10, workers=2) as real:
-        sandbox = MemoSandbox(real)
+    with Judge(timeout_s=10, workers=2) as real:
+        judge = MemoJudge(real)
         for small, large in pairs:
-            row = evaluate(small, large, out, sandbox, args.num_examples)
+            row = evaluate(small, large, out, judge, args.num_examples)
             print_pair(row, dev=(small, large) == DEV_PAIR)
             rows.append(row)
-        print(f"\nsandbox programs run: {sandbox.runs}; runs kept in {out}")
+        print(f"\nprograms judged: {judge.runs}; runs kept in {out}")
     print_table(rows)
     return 0
 

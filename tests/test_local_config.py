@@ -32,7 +32,7 @@ def test_qwen_large_tier_is_the_real_model_and_solves_a_task():
     from routerllm.evaluation.humaneval import load_tasks
     from routerllm.evaluation.programs import build
     from routerllm.evaluation.prompting import build_request, mode_for, postprocess
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.judge import Judge
 
     tier = load_config(CONFIG).models.large_llm
     backend = LocalBackend(tier)
@@ -54,7 +54,7 @@ def test_qwen_large_tier_is_the_real_model_and_solves_a_task():
         backend.close()
     assert gen.timing == "measured" and gen.completion_tokens > 0
     assert "```python" in gen.text  # a chat answer with a code block
-    program = build(task, postprocess(task, gen.text, mode_for(tier), request.stop), mode_for(tier)).script()
-    with Sandbox(timeout_s=10, workers=1) as sandbox:
-        verdict = sandbox.run(program)
+    program = build(task, postprocess(task, gen.text, mode_for(tier), request.stop), mode_for(tier))
+    with Judge(timeout_s=10, workers=1) as judge:
+        verdict = judge.judge(program)
     assert verdict.passed, f"{verdict}\n{gen.text}"

@@ -103,7 +103,7 @@ def test_the_sandbox_opt_out_is_printed_in_the_report(tmp_path: Path) -> None:
     md = (tmp_path / "a" / "report.md").read_text()
     assert "ran isolated: pid+mount+net namespaces" in md and "UNSAFE" not in md
     unsafe = summary()
-    unsafe.unsafe_no_sandbox, unsafe.isolation = True, "UNSAFE (unsafe_no_sandbox): setsid+killpg+subreaper"
+    unsafe.unsafe_no_sandbox, unsafe.isolation = True, "NONE (unsafe_no_sandbox): a plain subprocess"
     write_report(tmp_path / "b", unsafe)
     assert "UNSAFE: benchmark.unsafe_no_sandbox was set" in (tmp_path / "b" / "report.md").read_text()
     assert "UNSAFE" in (tmp_path / "b" / "report.html").read_text()

@@ -2,7 +2,7 @@
 cascade state (routing/strength.py). Two uses:
 
 * `routerllm calibrate --config C --output F`: a calibration run over calibration tasks (the tiers
-  generate, the sandbox scores their answers with the hidden tests of THOSE tasks); the file goes
+  generate, the Judge scores their answers with the hidden tests of THOSE tasks); the file goes
   to router.calibration_path for `serve` and `compare`. Calibrate on tasks you will not evaluate on.
 * `routerllm compare` without router.calibration_path: the same pass over the run's own tasks,
   cross-fitted (routing.strength.CrossFitted): a task is routed with the calibration of the folds
@@ -109,7 +109,7 @@ def observe(tasks: list["Task"], tiers: Tiers, cascade: CascadeStrategy, scorer:
             raise KeyboardInterrupt("stopped during the calibration pass")
         part = tasks[start:start + batch]
         requests = [GenerationRequest(prompt=t.prompt, task_id=t.task_id, sample=0, temperature=0.0) for t in part]
-        driver = Driver(tiers, cascade.get_sandbox, check_timeout_s=cascade.options.cascade.example_timeout_s)
+        driver = Driver(tiers, cascade.get_judge, check_timeout_s=cascade.options.cascade.example_timeout_s)
         results = driver.run_raw([_observe_plan(cascade, r, t.entry_point, budget_samples)
                                   for r, t in zip(requests, part)])
         _record(part, requests, results, scorer, observed)
@@ -166,7 +166,7 @@ def run_calibration(config: "RouterLLMConfig", output: str | Path, num_examples:
     from routerllm.backends.base import make_backend
     from routerllm.config import resolve_replay_paths
     from routerllm.evaluation.humaneval import load_tasks
-    from routerllm.evaluation.sandbox import open_sandbox
+    from routerllm.evaluation.judge import open_judge
     from routerllm.runner import _progress
     from routerllm.scoring import TaskScorer
     from routerllm.tier_cache import GENERATIONS_FILE, CachedTier, GenerationCache
@@ -186,9 +186,9 @@ def run_calibration(config: "RouterLLMConfig", output: str | Path, num_examples:
                   large=(config.models.large_llm.name, wrapped[config.models.large_llm.name]),
                   configs={m.name: m for m in models})
     bench = config.benchmark
-    with open_sandbox(bench) as sandbox:
-        cascade = CascadeStrategy(tiers, config.router, sandbox=sandbox)
-        scorer = TaskScorer(sandbox, tiers, bench.execution_timeout_s)
+    with open_judge(bench) as judge:
+        cascade = CascadeStrategy(tiers, config.router, judge=judge)
+        scorer = TaskScorer(judge, tiers, bench.execution_timeout_s)
         try:
             for backend in wrapped.values():
                 backend.load()

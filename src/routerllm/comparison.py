@@ -18,7 +18,7 @@ every tier's step on every task: it gives the cascade its cross-fitted calibrati
 router.calibration_path names one) and each task's floor and perfect-checker ceiling. Generations
 are cached per (tier, task, sample, temperature, prompt variant) in `<run>/generations.jsonl`
 (routerllm.tier_cache), so nothing is generated twice, across systems or across a resume. Each
-system's answer is scored with the task's hidden tests in the sandbox (routerllm.scoring): they
+system's answer is scored with the task's hidden tests by the Judge (routerllm.scoring): they
 never take part in routing.
 
 The summary (records.ComparisonSummary) names the better single tier and reports per system:
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from routerllm.calibrate import Observed
     from routerllm.config import ModelConfig, RouterLLMConfig
     from routerllm.evaluation.humaneval import Task
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.judge import Judge
     from routerllm.scoring import TaskScorer
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class CompareOptions:
     progress: bool = True
     report: bool = True
     backends: dict[str, Backend] | None = None  # ready backends by tier name (tests)
-    sandbox: "Sandbox | None" = None
+    judge: "Judge | None" = None
 
 
 @dataclass
@@ -312,7 +312,7 @@ def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
     from routerllm.calibrate import observe
     from routerllm.evaluation.carbon import CarbonTracker, carbon_intensity_kg_per_kwh
     from routerllm.evaluation.humaneval import load_tasks
-    from routerllm.evaluation.sandbox import open_sandbox
+    from routerllm.evaluation.judge import open_judge
     from routerllm.routing.strength import ChainCalibration, CrossFitted, Fixed
     from routerllm.runner import META_FILE, StopSignal, _progress, atomic_write_json, prepare_run_dir, run_tasks
     from routerllm.scoring import TaskScorer
@@ -335,9 +335,9 @@ def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
                                 carbon if needs_carbon else None, intensity) for name, model in models.items()}
     tiers = Tiers(small=[(m.name, wrapped[m.name]) for m in config.models.small_llms],  # type: ignore[misc]
                   large=(config.models.large_llm.name, wrapped[config.models.large_llm.name]), configs=models)  # type: ignore[arg-type]
-    own_sandbox = opts.sandbox is None
-    sandbox = opts.sandbox or open_sandbox(config.benchmark)
-    scorer = None if opts.skip_execution else TaskScorer(sandbox, tiers, config.benchmark.execution_timeout_s)
+    own_judge = opts.judge is None
+    judge = opts.judge or open_judge(config.benchmark)
+    scorer = None if opts.skip_execution else TaskScorer(judge, tiers, config.benchmark.execution_timeout_s)
     meta = {
         "kind": "comparison",
         "config": str(config.source) if config.source else None,
@@ -381,7 +381,7 @@ def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
         carbon.start()
         calibration: Any = None
         if "cascade" in systems:
-            probe = build_strategy("cascade", tiers, config.router, sandbox=sandbox)
+            probe = build_strategy("cascade", tiers, config.router, judge=judge)
             stop = StopSignal()
             with stop.installed(), _progress(opts.progress, "calibrate") as bar:
                 handle = bar.add_task("calibration pass (every tier's step on every task)", total=len(tasks), status="")
@@ -403,7 +403,7 @@ def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
                                     "overall": calibration.overall.describe()}
         for name in systems:
             extra = {"calibration": calibration} if name == "cascade" else {}
-            strategies[name] = build_strategy(name, tiers, config.router, sandbox=sandbox, **extra)
+            strategies[name] = build_strategy(name, tiers, config.router, judge=judge, **extra)
         outcome = run_tasks(
             run_dir, tasks, process_batch=lambda part: [r.to_dict() for r in answer_batch(part, strategies, tiers, scorer, observed)],
             batch_size=config.router.task_batch, resume=bool(opts.resume), meta=meta, summarize_fn=summarize,
@@ -420,12 +420,12 @@ def run_comparison(opts: CompareOptions) -> ComparisonOutcome:
         carbon.stop()
         for strategy in strategies.values():
             strategy.close()
-        if own_sandbox:
-            sandbox.close()
+        if own_judge:
+            judge.close()
         tiers.close()
 
     summary = summarize_comparison(records, by_id, config, systems)
-    summary.isolation = getattr(sandbox, "isolation", None) or None
+    summary.isolation = getattr(judge, "isolation", None) or None
     summary.status = status
     summary.run_dir = str(run_dir)
     summary.config = meta["config"]

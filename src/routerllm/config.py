@@ -266,8 +266,8 @@ class BenchmarkSection(_Section):
     num_examples: int = Field(164, ge=1, le=164)
     results_dir: str = "./results"
     logs_dir: str = "./logs"
-    execution_timeout_s: float = Field(10.0, gt=0, description="per-program time limit in the sandbox, s")
-    workers: int = Field(2, ge=1, description="parallel sandbox workers")
+    execution_timeout_s: float = Field(10.0, gt=0, description="per-program time limit of the Judge (jail + hidden tests), s")
+    workers: int = Field(2, ge=1, description="parallel Judge workers (jails)")
     unsafe_no_sandbox: bool = Field(
         False, description="run generated code WITHOUT isolation where this machine cannot isolate it (no "
         "namespaces): the code sees the host's files and network. Off: such a machine refuses to run code, "

@@ -145,7 +145,7 @@ class SystemRecord(_Record):
     comes from a tier before the last after the router checked it (a false accept when it then
     fails the hidden tests); `state` is the evidence the last checked tier ended in (see
     routing/cascade.py). Time: `latency_s` = `queue_s` + `generation_s` + `check_s`, on the run's
-    clock (measured for local and openai tiers, modelled for replay tiers, sandbox wall time for
+    clock (measured for local and openai tiers, modelled for replay tiers, check (jail) wall time for
     checks). `batch_key`/`batch_clock_s` identify the task batch it was answered in and how long
     that batch took for this system (throughput = tasks / sum of batch clocks)."""
 
@@ -279,7 +279,7 @@ class ComparisonSummary(_Record):
     oracle_large_share: float | None = None
     learned_cv: LearnedCV | None = None
     calibration: dict[str, Any] = field(default_factory=dict)
-    isolation: str | None = None  # how generated code was isolated (the sandbox's own words)
+    isolation: str | None = None  # how generated code was isolated (the Judge's own words)
     unsafe_no_sandbox: bool = False  # benchmark.unsafe_no_sandbox was set (printed in every report)
     status: str = ""
     run_dir: str | None = None

@@ -331,7 +331,7 @@ def _notes(summary: ComparisonSummary) -> list[str]:
         parts = summary.carbon.get("parts", {})
         how = ", ".join(f"{p}: {d.get('status')}" for p, d in parts.items()) if parts else "n/a"
         notes.append(f"Timings of {', '.join(measured)} are measured on this machine; energy by codecarbon ({how}).")
-    notes.append("pass@1 is scored with the hidden HumanEval tests in the sandbox; routing never sees them "
+    notes.append("pass@1 is scored with the hidden HumanEval tests by the Judge (tests on a trusted side, generated code in a jail); routing never sees them "
                  "(the cascade checks only what the prompt shows: its visible examples, the types of results "
                  "next to them, and agreement between answers).")
     if summary.better_tier is not None:

@@ -18,7 +18,7 @@ Generic part (reused by the routing comparison):
 Benchmark part: `run_benchmark(BenchmarkOptions)` = pre-flight (the planner's verdict for local
 models), backend load, generation in cross-task batches of the tier's batch size
 (backends.base.batch_size_of; records.BenchmarkRecord per task: queue wait apart from generation
-time, the batch, its share of the batch's energy and CO2 by generated tokens), sandboxed scoring,
+time, the batch, its share of the batch's energy and CO2 by generated tokens), scoring by the Judge,
 codecarbon CO2 and memory sampling per run, report.md (tasks/hour beside per-task latency),
 `--skip-execution` (generate only) and `execute_only(run_dir)` (score a saved run).
 
@@ -418,10 +418,10 @@ def _status_line(records: list[dict[str, Any]]) -> str:
     return f"passed {passed}/{len(executed)}"
 
 
-def _sandbox_for(config: "RouterLLMConfig"):
-    from routerllm.evaluation.sandbox import open_sandbox
+def _judge_for(config: "RouterLLMConfig"):
+    from routerllm.evaluation.judge import open_judge
 
-    return open_sandbox(config.benchmark)
+    return open_judge(config.benchmark)
 
 
 def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
@@ -485,7 +485,7 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
         if manager is not None:
             backend_kwargs["manager"] = manager
     backend = make_backend(model, **backend_kwargs)
-    sandbox = None if skip_execution else _sandbox_for(config)
+    judge = None if skip_execution else _judge_for(config)
     previous = read_json(run_dir / SUMMARY_FILE) if (run_dir / SUMMARY_FILE).exists() else {}
     sessions: list[dict[str, Any]] = list(previous.get("sessions", []))
     session = {"started_at": _now(), "pid": os.getpid()}
@@ -533,9 +533,9 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
                 prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens, ttft_s=gen.ttft_s,
                 total_s=gen.total_s, finish_reason=gen.finish_reason, timing=gen.timing,
                 tokens_per_s=gen.tokens_per_s))
-            programs.append(build(task, completion, mode).script())
-        if sandbox is not None:
-            verdicts = iter(sandbox.run_many(programs))
+            programs.append(build(task, completion, mode))
+        if judge is not None:
+            verdicts = iter(judge.judge_many(programs))
             for task_entries in entries:
                 for entry in task_entries:
                     entry.verdict = next(verdicts).to_dict()
@@ -551,7 +551,7 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
         return {
             "model": model.name, "mode": mode, "timing": "modelled" if model.backend == "replay" else "measured",
             "energy_tracking": carbon.describe(), "carbon_intensity_kg_per_kwh": intensity,
-            "memory": monitor.summary(), "sandbox": getattr(sandbox, "isolation", None) or None,
+            "memory": monitor.summary(), "sandbox": getattr(judge, "isolation", None) or None,
             "unsafe_no_sandbox": config.benchmark.unsafe_no_sandbox,
             "preflight": preflight, "sessions": sessions,
         }
@@ -573,8 +573,8 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
     finally:
         carbon.stop()  # run totals are the sum of the per-task figures (summary energy_kwh/co2_kg)
         monitor.stop()
-        if sandbox is not None:
-            sandbox.close()
+        if judge is not None:
+            judge.close()
         backend.close()
         logging.getLogger("routerllm").removeHandler(handler)
         handler.close()
@@ -590,12 +590,12 @@ def run_benchmark(opts: BenchmarkOptions) -> RunOutcome:
 
 def execute_only(run_dir: str | Path, config: "RouterLLMConfig | None" = None, *, progress: bool = True,
                  chunk: int = 10) -> RunOutcome:
-    """Score the unexecuted samples of a saved run (`--skip-execution` earlier) in the sandbox.
+    """Score the unexecuted samples of a saved run (`--skip-execution` earlier) with the Judge.
     Resumable: verdicts are saved every `chunk` tasks (atomic rewrite of results.jsonl)."""
     from routerllm.evaluation.humaneval import load_tasks
     from routerllm.evaluation.metrics import summarize
     from routerllm.evaluation.programs import build
-    from routerllm.evaluation.sandbox import open_sandbox
+    from routerllm.evaluation.judge import open_judge
 
     run_dir = Path(run_dir)
     results = ResultsLog(run_dir / RESULTS_FILE)
@@ -605,7 +605,7 @@ def execute_only(run_dir: str | Path, config: "RouterLLMConfig | None" = None, *
     by_id = {t.task_id: t for t in load_tasks()}
     todo = [(r, s) for r in records for s in r.get("samples", []) if s.get("verdict") is None]
     bench = config.benchmark if config is not None else None
-    sandbox = open_sandbox(bench)
+    judge = open_judge(bench)
     stop = StopSignal()
     status = "complete"
     try:
@@ -619,18 +619,18 @@ def execute_only(run_dir: str | Path, config: "RouterLLMConfig | None" = None, *
                 programs = []
                 for record, sample in part:
                     task = by_id[record["task_id"]]
-                    programs.append(build(task, sample["completion"], record.get("mode", "continuation")).script())
-                verdicts = sandbox.run_many(programs, on_done=lambda i, v: bar.update(handle, advance=1))
+                    programs.append(build(task, sample["completion"], record.get("mode", "continuation")))
+                verdicts = judge.judge_many(programs, on_done=lambda i, v: bar.update(handle, advance=1))
                 for (record, sample), verdict in zip(part, verdicts):
                     sample["verdict"] = verdict.to_dict()
                 results.rewrite(records)
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
-        sandbox.close()
+        judge.close()
     previous = read_json(run_dir / SUMMARY_FILE) if (run_dir / SUMMARY_FILE).exists() else {}
     summary = {**previous, **summarize(records, ks=(1, 10, 100)), "status": status, "updated_at": _now(),
-               "executed_by": "execute-only", "sandbox": sandbox.isolation or None,
-               "unsafe_no_sandbox": sandbox.unsafe_no_sandbox}
+               "executed_by": "execute-only", "sandbox": judge.isolation or None,
+               "unsafe_no_sandbox": bool(bench and bench.unsafe_no_sandbox)}
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     return RunOutcome(run_dir=run_dir, records=records, status=status, summary=summary)

@@ -13,7 +13,7 @@ from routerllm.config import ModelConfig
 from routerllm.evaluation.humaneval import load_tasks
 from routerllm.evaluation.programs import build
 from routerllm.evaluation.prompting import mode_for
-from routerllm.evaluation.sandbox import Sandbox
+from routerllm.evaluation.judge import Judge
 from routerllm.exceptions import BackendError, BackendRejected, ConfigError
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "humaneval-generations"
@@ -114,16 +114,16 @@ def test_missing_or_malformed_file(tmp_path):
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason="recorded generations not present")
-def test_recorded_gpt4_verdicts_reproduced_in_the_sandbox():
-    """Sample 0 of gpt-4-0613 on 40 tasks: our sandbox's verdicts agree with the recorded ones."""
+def test_recorded_gpt4_verdicts_reproduced_by_the_judge():
+    """Sample 0 of gpt-4-0613 on 40 tasks: the Judge's verdicts agree with the recorded ones."""
     model = _model(DATA / "gpt-4-0613.jsonl")
     backend = ReplayBackend(model)
     assert len(backend.task_ids()) == 164 and backend.samples("HumanEval/0") == 3
     tasks = load_tasks(num_examples=40)
     gens = backend.generate([GenerationRequest(prompt=t.prompt, task_id=t.task_id) for t in tasks])
     assert mode_for(model) == "program"
-    with Sandbox(timeout_s=10, workers=2) as sb:
-        verdicts = sb.run_many([build(t, g.text, "program").script() for t, g in zip(tasks, gens)])
+    with Judge(timeout_s=10, workers=2) as judge:
+        verdicts = judge.judge_many([build(t, g.text, "program") for t, g in zip(tasks, gens)])
     recorded = [backend.recorded_passed(t.task_id, 0) for t in tasks]
     agree = sum(v.passed == r for v, r in zip(verdicts, recorded))
     assert agree >= 38, [(t.task_id, str(v), r) for t, v, r in zip(tasks, verdicts, recorded) if v.passed != r]

@@ -120,9 +120,9 @@ def test_probes_stay_near_the_visible_inputs() -> None:
 
 
 def test_canonical_solutions_pass_their_own_examples(problems) -> None:
-    """Run in the real sandbox: every canonical solution passes the examples extracted from its
+    """Run in the real jail: every canonical solution passes the examples extracted from its
     prompt, except where the prompt's own examples are wrong (WRONG_PROMPT_EXAMPLES, each justified)."""
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.judge import Judge
     from routerllm.routing.checker import judge, task_checks
     from routerllm.routing.execution import call_many
 
@@ -133,8 +133,8 @@ def test_canonical_solutions_pass_their_own_examples(problems) -> None:
             ids.append(tid)
             checks.append(task)
             jobs.append(task.job(p["prompt"] + p["canonical_solution"]))
-    with Sandbox(timeout_s=20, workers=2) as sandbox:
-        runs = call_many(sandbox, jobs)
+    with Judge(timeout_s=20, workers=2) as code_judge:
+        runs = call_many(code_judge, jobs)
     results = {tid: judge(c, run)[0] for tid, c, run in zip(ids, checks, runs)}
     failing = {tid for tid, r in results.items() if not r.passed}
     assert failing == WRONG_PROMPT_EXAMPLES, {tid: results[tid].failure for tid in failing}

@@ -1,5 +1,5 @@
 """HumanEval data: same records, deterministic order, and the hidden tests really discriminate:
-the 164 canonical solutions pass in the sandbox and the 164 bare prompts fail."""
+the 164 canonical solutions pass the Judge and the 164 bare prompts fail."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from routerllm.evaluation import humaneval
 from routerllm.evaluation.humaneval import NUM_TASKS, Task, load_tasks, normalize_task_id
 from routerllm.evaluation.programs import build
-from routerllm.evaluation.sandbox import Sandbox
+from routerllm.evaluation.judge import Judge
 from routerllm.exceptions import RunError
 
 
@@ -58,22 +58,22 @@ def test_offline_decided_by_environment(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(timeout_s=10, workers=2) as sb:
-        yield sb
+def code_judge():
+    with Judge(timeout_s=10, workers=2) as judge:
+        yield judge
 
 
-def test_canonical_solutions_pass(sandbox):
+def test_canonical_solutions_pass(code_judge):
     tasks = load_tasks()
-    verdicts = sandbox.run_many([build(t, t.canonical_solution, "continuation").script() for t in tasks])
+    verdicts = code_judge.judge_many([build(t, t.canonical_solution, "continuation") for t in tasks])
     failures = {t.task_id: str(v) for t, v in zip(tasks, verdicts) if not v.passed}
     assert failures == {}
     assert sum(v.passed for v in verdicts) == 164
 
 
-def test_bare_prompts_fail(sandbox):
+def test_bare_prompts_fail(code_judge):
     tasks = load_tasks()
-    verdicts = sandbox.run_many([build(t, "", "continuation").script() for t in tasks])
+    verdicts = code_judge.judge_many([build(t, "", "continuation") for t in tasks])
     passed = [t.task_id for t, v in zip(tasks, verdicts) if v.passed]
     assert passed == []
     assert all(v.status == "failed" for v in verdicts)

@@ -120,7 +120,17 @@ def test_no_host_pids_no_caps_no_setuid(run):
         def pids():
             return sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
         def status():
-            return {l.split(":")[0]: l.split(":")[1].strip() for l in open("/proc/self/status") if ":" in l}
+            # by system calls, not /proc/self/status: the zygote's programs see an empty /proc
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+            data = (ctypes.c_uint32 * 6)()
+            assert libc.capget(header, data) == 0
+            eff, prm, inh = data[0] | data[3] << 32, data[1] | data[4] << 32, data[2] | data[5] << 32
+            bnd = sum(1 << c for c in range(64) if libc.prctl(23, c, 0, 0, 0) == 1)  # PR_CAPBSET_READ
+            amb = sum(1 << c for c in range(64) if libc.prctl(47, 1, c, 0, 0) == 1)  # PR_CAP_AMBIENT_IS_SET
+            return {"CapEff": hex(eff), "CapPrm": hex(prm), "CapInh": hex(inh), "CapBnd": hex(bnd), "CapAmb": hex(amb),
+                    "NoNewPrivs": str(libc.prctl(39, 0, 0, 0, 0)), "Uid": str(os.getuid())}
         def setuid():
             out = []
             for f in (lambda: os.setuid(0), lambda: os.setgid(0), lambda: os.setgroups([0])):
@@ -375,3 +385,69 @@ def test_worker_dies_with_its_owner(tmp_path):
     while _jail_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _jail_processes(marker) == []
+
+
+def test_tmpfs_caps_dev_read_only_and_ipc_not_shared(run):
+    fill = """
+        import os
+        def fill():
+            out = []
+            try:  # 16 MiB files (under the 64 MiB file limit) until the tmpfs cap stops them
+                for i in range(8):
+                    with open(f"/tmp/f{i}", "wb") as f:
+                        f.write(b"x" * (16 << 20))
+                out.append("no cap")
+            except OSError as e:
+                out.append(type(e).__name__)
+            try:
+                open("/dev/planted", "w").write("x")
+                out.append("wrote /dev")
+            except OSError as e:
+                out.append(type(e).__name__)
+            return out
+        def shm():  # a SysV segment (survives its creator) must not reach the next program
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            return libc.shmget(0x5EC12E7, 4096, 0o1666)
+        """
+    look = """
+        import ctypes, os
+        def look():
+            libc = ctypes.CDLL(None, use_errno=True)
+            return [os.listdir("/tmp"), os.path.exists("/dev/planted"), libc.shmget(0x5EC12E7, 4096, 0o666)]
+        """
+    out = run([{"source": textwrap.dedent(fill), "calls": [["fill", []], ["shm", []]]},
+               {"source": textwrap.dedent(look), "calls": [["look", []]]}])
+    first, second = out["results"]
+    assert first[1][0] and first[1][1][0] == "OSError" and first[1][1][1] != "wrote /dev", first
+    assert first[2][0] and first[2][1] >= 0, first  # creating one is allowed ...
+    assert second[1][1] == [[], False, -1], second  # ... the next program sees none of it
+
+
+def test_seccomp_refuses_namespaces_ptrace_and_keeps_threads(run):
+    rows = one(run, """
+        import ctypes, os, threading
+        libc = ctypes.CDLL(None, use_errno=True)
+        def probe():
+            out = {"mode": libc.prctl(21, 0, 0, 0, 0)}  # PR_GET_SECCOMP: 2 = filter
+            for name, call in (("unshare_user", lambda: libc.unshare(0x10000000)),
+                               ("unshare_net", lambda: libc.unshare(0x40000000)),
+                               ("ptrace", lambda: libc.ptrace(0, 0, 0, 0)),
+                               ("keyctl", lambda: libc.syscall(250, 0, 0, 0, 0)),
+                               ("bpf", lambda: libc.syscall(321, 0, 0, 0))):
+                out[name] = [call(), ctypes.get_errno()]
+            t = threading.Thread(target=lambda: None)
+            t.start(); t.join()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(3)
+            out["fork"] = os.waitpid(pid, 0)[1] >> 8
+            return out
+        """, ("probe", []))
+    ok, got, err = rows[1]
+    assert ok, err
+    if got["mode"] != 2:
+        pytest.skip("libseccomp2 not installed: the jail runs without seccomp (Jail.isolation says so)")
+    for name in ("unshare_user", "unshare_net", "ptrace", "keyctl", "bpf"):
+        assert got[name] == [-1, 1], (name, got[name])  # EPERM
+    assert got["fork"] == 3  # fork and threads (clone3 -> ENOSYS -> clone) still work

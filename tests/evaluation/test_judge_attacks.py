@@ -42,6 +42,29 @@ ATTACKS = {
     "recursion bomb": "    import sys\n    sys.setrecursionlimit(10**6)\n    def r(n):\n        return r(n + 1)\n    return r(0)\n",
     "odd exception": "    class X(Exception):\n        def __str__(self):\n            raise RuntimeError('boom')\n    raise X()\n",
     "loop": "    while True:\n        pass\n",
+    # more, of our own
+    "frames patch check": "    import sys\n    f = sys._getframe()\n    while f is not None:\n        f.f_globals['check'] = lambda c: None\n"
+                          "        f.f_globals['candidate'] = lambda *a: True\n        f = f.f_back\n    return None\n",
+    "linecache and inspect": "    import linecache, inspect, sys\n    text = ''.join(''.join(linecache.getlines(f)) for f in list(linecache.cache))\n"
+                             "    text += ''.join(str(fr.code_context) for fr in inspect.stack())\n    return text\n",
+    "exit()": "    exit(0)\n",
+    "SystemExit": "    raise SystemExit(0)\n",
+    "KeyboardInterrupt": "    raise KeyboardInterrupt\n",
+    "kill parent and group": "    import os, signal\n    for pid in (os.getppid(), 0, -1):\n        try:\n            os.kill(pid, signal.SIGKILL)\n"
+                             "        except OSError:\n            pass\n    return None\n",
+    "huge int": "    return 10 ** 10 ** 6\n",
+    "deep nested list": "    x = []\n    for _ in range(100000):\n        x = [x]\n    return x\n",
+    "generator": "    return (i for i in range(3))\n",
+    "iterator": "    return iter([1, 2, 3])\n",
+    "nan": "    return float('nan')\n",
+    "inf": "    return float('inf')\n",
+    "fill tmp then answer": "    import os\n    try:\n        for i in range(10):\n            open(f'/tmp/f{i}', 'wb').write(b'x' * (16 << 20))\n"
+                            "    except OSError:\n        pass\n    return None\n",
+    "forge a reply with the request id": "    import sys, struct, os\n    f = sys._getframe()\n    rid = None\n    while f is not None:\n"
+                                          "        rid = f.f_locals.get('rid', rid)\n        f = f.f_back\n    import wire\n"
+                                          "    body = wire.encode({'id': rid, 'ok': True, 'value': True, 'error': None})\n"
+                                          "    for fd in range(3, 12):\n        try:\n            os.write(fd, struct.pack('>Q', len(body)) + body)\n"
+                                          "        except OSError:\n            pass\n    return None\n",
 }
 
 

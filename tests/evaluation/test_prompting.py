@@ -1,4 +1,4 @@
-"""Prompt shapes and post-processing, checked by running the resulting programs in the sandbox."""
+"""Prompt shapes and post-processing, checked by judging the resulting programs (the Judge)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from routerllm.evaluation.programs import build
 from routerllm.evaluation.prompting import (STOP_SEQUENCES, build_request, chat_to_program,
                                             extract_code, mode_for, postprocess, prompt_preamble,
                                             truncate_continuation)
-from routerllm.evaluation.sandbox import Sandbox
+from routerllm.evaluation.judge import Judge
 
 
 @pytest.fixture(scope="module")
-def sandbox():
-    with Sandbox(timeout_s=10, workers=2) as sb:
-        yield sb
+def code_judge():
+    with Judge(timeout_s=10, workers=2) as judge:
+        yield judge
 
 
 def test_requests_per_mode():
@@ -77,19 +77,19 @@ def _chat_reply(task) -> str:
             f"Example:\n```python\nprint({task.entry_point}(...))\n```\n")
 
 
-def test_chat_replies_become_passing_programs(sandbox):
+def test_chat_replies_become_passing_programs(code_judge):
     tasks = load_tasks()  # all 164, including HumanEval/115 whose prompt imports inside the function
-    programs = [build(t, postprocess(t, _chat_reply(t), "chat"), "program").script() for t in tasks]
-    verdicts = sandbox.run_many(programs)
+    programs = [build(t, postprocess(t, _chat_reply(t), "chat"), "program") for t in tasks]
+    verdicts = code_judge.judge_many(programs)
     assert {t.task_id: str(v) for t, v in zip(tasks, verdicts) if not v.passed} == {}
     # and the raw reply through the chat mode gives the same programs
-    assert build(tasks[0], _chat_reply(tasks[0]), "chat").script() == programs[0]
+    assert build(tasks[0], _chat_reply(tasks[0]), "chat") == programs[0]
 
 
-def test_continuations_with_trailing_junk_pass(sandbox):
+def test_continuations_with_trailing_junk_pass(code_judge):
     tasks = load_tasks(40)
     junk = "\n\ndef unrelated():\n    raise SystemExit(1)\n\nprint(unrelated())\n"
-    programs = [build(t, postprocess(t, t.canonical_solution + junk, "continuation"), "continuation").script()
+    programs = [build(t, postprocess(t, t.canonical_solution + junk, "continuation"), "continuation")
                 for t in tasks]
-    verdicts = sandbox.run_many(programs)
+    verdicts = code_judge.judge_many(programs)
     assert {t.task_id: str(v) for t, v in zip(tasks, verdicts) if not v.passed} == {}

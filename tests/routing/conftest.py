@@ -1,5 +1,5 @@
 """Fixtures for routing tests: replay tiers over the real recorded generations in
-data/humaneval-generations (in the repository), a shared sandbox, HumanEval tasks."""
+data/humaneval-generations (in the repository), a shared code_judge, HumanEval tasks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from routerllm.config import config_from_dict
 from routerllm.evaluation.humaneval import load_tasks
-from routerllm.evaluation.sandbox import Sandbox
+from routerllm.evaluation.judge import Judge
 from routerllm.routing import build_tiers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,9 +41,9 @@ def tasks():
 
 
 @pytest.fixture(scope="session")
-def sandbox():
-    with Sandbox(timeout_s=10, workers=2) as sb:
-        yield sb
+def code_judge():
+    with Judge(timeout_s=10, workers=2) as judge:
+        yield judge
 
 
 @pytest.fixture

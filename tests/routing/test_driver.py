@@ -39,9 +39,9 @@ def requests_for(tasks):
     return [GenerationRequest(prompt=tasks[t].prompt, task_id=t) for t in TASK_IDS], [tasks[t].entry_point for t in TASK_IDS]
 
 
-def test_the_cascade_is_batched_by_stage(counted, tasks, sandbox) -> None:
+def test_the_cascade_is_batched_by_stage(counted, tasks, code_judge) -> None:
     config, tiers, small, large = counted
-    router = build_strategy("cascade", tiers, config.router, sandbox=sandbox)
+    router = build_strategy("cascade", tiers, config.router, judge=code_judge)
     requests, entry_points = requests_for(tasks)
     answers = router.answer_many(requests, entry_points)
     escalated = [a for a in answers if a.calls.get("gpt-4-0613")]
@@ -54,9 +54,9 @@ def test_the_cascade_is_batched_by_stage(counted, tasks, sandbox) -> None:
     assert sum(small.sizes) == sum(a.calls.get("Mistral-7B-Instruct-v0.1", 0) for a in answers)
 
 
-def test_decisions_do_not_depend_on_the_batch(counted, tasks, sandbox) -> None:
+def test_decisions_do_not_depend_on_the_batch(counted, tasks, code_judge) -> None:
     config, tiers, _, _ = counted
-    router = build_strategy("cascade", tiers, config.router, sandbox=sandbox)
+    router = build_strategy("cascade", tiers, config.router, judge=code_judge)
     requests, entry_points = requests_for(tasks)
     together = router.answer_many(requests, entry_points)
     alone = [router.answer(r, e) for r, e in zip(requests, entry_points)]
@@ -67,9 +67,9 @@ def test_decisions_do_not_depend_on_the_batch(counted, tasks, sandbox) -> None:
                (c.decision.tier, c.decision.state, c.decision.reason, c.calls, c.generation.text)
 
 
-def test_time_is_queue_plus_generation_plus_checks(counted, tasks, sandbox) -> None:
+def test_time_is_queue_plus_generation_plus_checks(counted, tasks, code_judge) -> None:
     config, tiers, _, _ = counted
-    router = build_strategy("cascade", tiers, config.router, sandbox=sandbox)
+    router = build_strategy("cascade", tiers, config.router, judge=code_judge)
     requests, entry_points = requests_for(tasks)
     answers = router.answer_many(requests, entry_points)
     clock = answers[0].batch_clock_s
@@ -97,7 +97,7 @@ def test_simple_strategies_share_one_call_per_batch(counted, tasks) -> None:
     assert small.sizes[0] == len(requests) and len(large.sizes) == 1 and sum(large.sizes) + small.sizes[1] == len(requests)
 
 
-def test_a_check_is_bounded_by_example_timeout_s(mistral_gpt4, sandbox) -> None:
+def test_a_check_is_bounded_by_example_timeout_s(mistral_gpt4, code_judge) -> None:
     from routerllm.routing.base import Execute
     from routerllm.routing.driver import Driver
     from routerllm.routing.execution import Job
@@ -111,6 +111,6 @@ def test_a_check_is_bounded_by_example_timeout_s(mistral_gpt4, sandbox) -> None:
     import time
 
     start = time.perf_counter()
-    (run,) = Driver(tiers, lambda: sandbox, check_timeout_s=config.router.cascade.example_timeout_s,
+    (run,) = Driver(tiers, lambda: code_judge, check_timeout_s=config.router.cascade.example_timeout_s,
                     call_timeout_s=60).run_raw([plan()])
     assert run.status == "timed out" and time.perf_counter() - start < 15

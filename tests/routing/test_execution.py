@@ -1,4 +1,4 @@
-"""Running answers on plain-data calls in the real sandbox (routing/execution.py) and judging the
+"""Running answers on plain-data calls in the real jail (routing/execution.py) and judging the
 plain results in this process (routing/checker.py)."""
 
 from __future__ import annotations
@@ -8,26 +8,26 @@ import math
 import pytest
 
 from routerllm.routing.checker import conflict, judge, task_checks
-from routerllm.routing.execution import Job, _decode, _digest, _encode, call_many, is_close
+from routerllm.routing.execution import Job, _digest, call_many, is_close
 
-
-@pytest.mark.parametrize("value", [
+PLAIN = [
     None, True, 0, -7, 2 ** 80, 1.5, "héllo", [1, [2, "x"]], (1, (2, 3)), {"a": (1, 2), (1, 2): [3]},
-    {1, 2, 3}, frozenset({"a"}), [], (), {},
-])
-def test_plain_data_round_trips(value) -> None:
-    import json
-
-    assert _decode(json.loads(json.dumps(_encode(value)))) == value
-    assert type(_decode(json.loads(json.dumps(_encode(value))))) is type(value)
+    {1, 2, 3}, frozenset({"a"}), [], (), {}, float("inf"), float("-inf"),
+]
 
 
-def test_special_floats_and_canonical_digests() -> None:
-    import json
+def test_plain_data_round_trips_through_the_jail(code_judge) -> None:
+    code = f"VALUES = {PLAIN!r}\ndef f(i, echo):\n    return VALUES[i] if echo is None else echo\n".replace("inf", "float('inf')")
+    calls = [(i, None) for i in range(len(PLAIN))] + [(0, v) for v in PLAIN] + [(0, float("nan"))]
+    (run,) = call_many(code_judge, [Job(code, "f", calls)])
+    got = [o.value for o in run.calls]
+    assert all(o.kind == "value" for o in run.calls), run.calls
+    for value, back in zip(PLAIN + PLAIN, got):
+        assert back == value and type(back) is type(value)
+    assert math.isnan(got[-1])
 
-    back = _decode(json.loads(json.dumps(_encode([float("inf"), float("-inf")]))))
-    assert back == [math.inf, -math.inf]
-    assert math.isnan(_decode(json.loads(json.dumps(_encode(float("nan"))))))
+
+def test_canonical_digests() -> None:
     assert _digest([0.1 + 0.2]) == _digest([0.3])  # 9 significant digits
     assert _digest({1: "a", 2: "b"}) == _digest({2: "b", 1: "a"})
     assert _digest((1, 2)) != _digest([1, 2])
@@ -69,9 +69,9 @@ def f(kind):
 '''
 
 
-def test_calls_return_plain_data_or_say_why_not(sandbox) -> None:
+def test_calls_return_plain_data_or_say_why_not(code_judge) -> None:
     calls = [("int",), ("tuple",), ("raise",), ("loop",), ("liar",), ("gen",), ("big",)]
-    (run,) = call_many(sandbox, [Job(CODE, "f", calls)], call_timeout_s=0.3)
+    (run,) = call_many(code_judge, [Job(CODE, "f", calls)], call_timeout_s=0.3)
     assert run.loaded
     kinds = [(o.kind, o.detail) for o in run.calls]
     assert run.calls[0].value == 3  # not the forged 42
@@ -84,14 +84,14 @@ def test_calls_return_plain_data_or_say_why_not(sandbox) -> None:
     assert big.kind == "value" and big.value is None and big.digest == _digest(list(range(100000)))
 
 
-def test_a_program_killed_half_way_reports_the_calls_it_finished(sandbox) -> None:
-    (run,) = call_many(sandbox, [Job(CODE, "f", [("int",), ("sleep",), ("int",)])], call_timeout_s=20, timeout_s=2)
+def test_a_program_killed_half_way_reports_the_calls_it_finished(code_judge) -> None:
+    (run,) = call_many(code_judge, [Job(CODE, "f", [("int",), ("sleep",), ("int",)])], call_timeout_s=20, timeout_s=2)
     assert run.calls[0].value == 3
     assert [o.kind for o in run.calls[1:]] == ["lost", "lost"] and run.status == "timed out"
 
 
-def test_code_that_does_not_load_or_lacks_the_function(sandbox) -> None:
-    broken, missing = call_many(sandbox, [Job("def f(:\n", "f", [(1,)]), Job("def g():\n    return 1\n", "f", [(1,)])])
+def test_code_that_does_not_load_or_lacks_the_function(code_judge) -> None:
+    broken, missing = call_many(code_judge, [Job("def f(:\n", "f", [(1,)]), Job("def g():\n    return 1\n", "f", [(1,)])])
     assert broken.load_error == "SyntaxError" and broken.calls[0].kind == "lost"
     assert missing.load_error == "entry point not defined"
 
@@ -106,7 +106,7 @@ PROMPT = '''def double(xs: list) -> list:
 '''
 
 
-def test_judge_examples_types_and_agreement(sandbox) -> None:
+def test_judge_examples_types_and_agreement(code_judge) -> None:
     checks = task_checks(PROMPT, "double")
     assert len(checks.examples) == 2 and checks.probes and all(p.near for p in checks.probes)
     right = "def double(xs):\n    return [2 * x for x in xs]\n"
@@ -115,7 +115,7 @@ def test_judge_examples_types_and_agreement(sandbox) -> None:
     odd = ("def double(xs):\n    if xs == [1, 2, 3]:\n        return [2, 4, 6]\n    if xs == [0.5]:\n        return [1.0]\n"
            "    return 'many'\n")
     wrong = "def double(xs):\n    return [2 * x for x in xs] if len(xs) > 1 else list(xs)\n"  # right on [1, 2, 3] only
-    runs = call_many(sandbox, [checks.job(c) for c in (right, also_right, odd, wrong)])
+    runs = call_many(code_judge, [checks.job(c) for c in (right, also_right, odd, wrong)])
     (r1, v1), (r2, v2), (r3, v3), (r4, v4) = (judge(checks, run) for run in runs)
     assert r1.passed and r2.passed and not conflict(v1, v2) and r1.fingerprint == r2.fingerprint
     assert r3.examples_passed == 2 and r3.shape_mismatches > 0 and not r3.passed

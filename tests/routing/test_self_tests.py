@@ -1,6 +1,6 @@
 """Tests written by the tier itself (routing/self_tests.py): parsed from a reply, their inputs
 compared between answers. The tier here is a scripted in-process backend standing in for a model
-(the cascade, the checks and the sandbox are the real ones)."""
+(the cascade, the checks and the jail are the real ones)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_asserts_are_parsed_from_a_reply() -> None:
     assert "4 different assert statements" in chat.messages[0]["content"]
 
 
-def test_answers_must_agree_on_the_inputs_of_the_tiers_own_tests(sandbox) -> None:
+def test_answers_must_agree_on_the_inputs_of_the_tiers_own_tests(code_judge) -> None:
     # both answers pass sq(3) == 9 and agree on the probes next to 3; they differ at 100
     small = Scripted("tiny", ["    return x * x\n", "    return x * x if x < 50 else 0\n"],
                      tests="100) == 10000\nassert sq(0) == 0\n")
@@ -55,10 +55,10 @@ def test_answers_must_agree_on_the_inputs_of_the_tiers_own_tests(sandbox) -> Non
     tiers = Tiers(small=[("tiny", small)], large=("huge", large))
     request = GenerationRequest(prompt=PROMPT, task_id="T/1")
 
-    plain = build_strategy("cascade", tiers, RouterSection(), sandbox=sandbox).answer(request, "sq")
+    plain = build_strategy("cascade", tiers, RouterSection(), judge=code_judge).answer(request, "sq")
     assert plain.decision.state == "agreed" and plain.decision.tier == "tiny" and plain.calls == {"tiny": 2}
 
-    asked = build_strategy("cascade", tiers, RouterSection(cascade={"self_tests": 4}), sandbox=sandbox).answer(request, "sq")
+    asked = build_strategy("cascade", tiers, RouterSection(cascade={"self_tests": 4}), judge=code_judge).answer(request, "sq")
     assert asked.decision.state == "conflict" and asked.decision.tier == "huge"
     assert asked.calls == {"tiny": 3, "huge": 1}  # the tests, two answers, then the large tier
     tests_attempt, first, second = asked.attempts[:3]

@@ -14,7 +14,7 @@ def run(router, tasks):
             for tid in TASK_IDS}
 
 
-def test_small_large_random_answer_with_recorded_text(mistral_gpt4, tasks, sandbox) -> None:
+def test_small_large_random_answer_with_recorded_text(mistral_gpt4, tasks, code_judge) -> None:
     config, tiers = mistral_gpt4(random_p=0.5, seed=3)
     small_backend = tiers.backend("Mistral-7B-Instruct-v0.1")
     large_backend = tiers.backend("gpt-4-0613")

@@ -1,4 +1,4 @@
-"""The cascade through the service: small answers checked in the sandbox against the visible
+"""The cascade through the service: small answers checked in the jail against the visible
 examples of real HumanEval prompts, escalations recorded in the response and in the metrics."""
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def test_cascade_decisions_are_explained_and_counted():
 
 
 def test_slow_cascade_checks_do_not_stall_other_requests(tmp_path):
-    """Two cascade requests whose small answer loops forever hold a sandbox worker each until
+    """Two cascade requests whose small answer loops forever hold a jail worker each until
     cascade.example_timeout_s; other cascade requests, sent meanwhile, are answered at their own
-    speed: the sandbox has a worker per generation thread (server.max_concurrency)."""
+    speed: the Judge has a worker per generation thread (server.max_concurrency)."""
     import json
     import threading
     import time
@@ -75,7 +75,7 @@ def test_slow_cascade_checks_do_not_stall_other_requests(tmp_path):
                                             extra_body={"routerllm": {"task_id": task_id}})
             return raw.model_extra["routerllm"], time.monotonic() - start
 
-        ask("HumanEval/2")  # warm: the sandbox starts its first worker
+        ask("HumanEval/2")  # warm: the jail starts its first worker
         slow: list[tuple[dict, float]] = []
         threads = [threading.Thread(target=lambda t=t: slow.append(ask(t))) for t in ("HumanEval/0", "HumanEval/1")]
         for t in threads:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-HELP = """Benchmark one model on HumanEval: generate, run the hidden tests in the sandbox, record pass@k, latency, tokens, energy and CO2, and memory per device.
+HELP = """Benchmark one model on HumanEval: generate, score with the hidden tests (the Judge: generated code in a jail), record pass@k, latency, tokens, energy and CO2, and memory per device.
 
 --model names a tier of the config (models.large_llm or models.small_llms, by `name`) or a catalog preset (e.g. llama3_405b), which then gets the config's large_llm settings. Without --config: configs/local_config.yaml when --model is one of its tiers, else configs/production_config.yaml (looked up in ./configs, then in the routerllm checkout).
 

@@ -116,7 +116,7 @@ def calibrate(
     """Measure how strong each tier of the chain is, for the cascade.
 
     On the calibration tasks every tier runs the cascade's step (the same draws and checks) and its
-    first answer; the sandbox scores them with THOSE tasks' hidden tests. The file records each
+    first answer; the Judge scores them with THOSE tasks' hidden tests. The file records each
     tier's visible-example pass rate, its pass@1, and how often its answer is right in each cascade
     state, so that the cascade never moves a task to a tier expected to do worse on it.
     `routerllm compare` without router.calibration_path does this itself, cross-fitted.

@@ -22,7 +22,7 @@ CO2 = energy x the carbon intensity of the configured country's grid (codecarbon
 global_energy_mix.json; offline: nothing is fetched).
 
 Energy is tracked in codecarbon's "process" mode by default (this process and its children,
-e.g. the sandbox workers), so other jobs on a shared machine are not charged to the run;
+e.g. the jail workers), so other jobs on a shared machine are not charged to the run;
 "machine" mode charges the whole machine.
 """
 

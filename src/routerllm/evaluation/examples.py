@@ -20,7 +20,7 @@ the prompt does not define (`grade_equation(...)` in a prompt for `numerical_let
 as a call of the entry point: the prompt misnamed it.
 
 `Example.plain()` gives an example as plain data (the arguments, the expected value), which is
-how routing runs it (routing/execution.py calls the function in the sandbox; routing/checker.py
+how routing runs it (routing/execution.py calls the function in the jail; routing/checker.py
 compares the result here). `probe_inputs(examples)` gives argument tuples next to the visible ones,
 to compare several answers with each other.
 """

@@ -1,4 +1,4 @@
-"""Prompts for HumanEval and the programs the sandbox runs.
+"""Prompts for HumanEval and the answers the Judge runs.
 
 Three shapes of model output, one per `mode`:
 

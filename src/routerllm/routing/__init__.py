@@ -2,7 +2,7 @@
 
     from routerllm.routing import build_tiers, build_strategy
     tiers = build_tiers(config)                      # backends by tier name, from the config
-    router = build_strategy("cascade", tiers, config.router, sandbox=Sandbox())
+    router = build_strategy("cascade", tiers, config.router, judge=open_judge(config.benchmark))
     answer = router.answer(GenerationRequest(prompt=...), entry_point="add")
     answer.decision   # RouteDecision(strategy, tier, reason, escalated, details, accepted, state)
     answers = router.answer_many(requests, entry_points)   # batched by stage (routing/driver.py)

@@ -5,10 +5,10 @@
           │
           ▼
     Strategy.plan(request, entry_point)   a generator: yields what it needs (Generate from a tier,
-          │                               Execute answers in the sandbox), gets the results back,
+          │                               Execute answers in the jail), gets the results back,
           ▼                               returns (generation, RouteDecision)
     Driver (routing/driver.py) runs many plans together, batched by stage: every Execute of a round
-    in one sandbox batch, then one backend call per tier with every request of that tier
+    in one check batch (the Judge's jail), then one backend call per tier with every request of that tier
           │
           ▼
     RoutedAnswer(generation, decision, calls, attempts, queue_s, generation_s, check_s)
@@ -35,7 +35,7 @@ from routerllm.records import Attempt
 
 if TYPE_CHECKING:
     from routerllm.config import ModelConfig, RouterLLMConfig, RouterSection
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.judge import Judge
     from routerllm.routing.execution import Job
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class RoutedAnswer:
     attempts: list[Attempt] = field(default_factory=list)
     queue_s: float = 0.0  # waiting for batches this answer was not part of
     generation_s: float = 0.0  # the stage batches it was part of (each its longest member)
-    check_s: float = 0.0  # the sandbox batches that checked it
+    check_s: float = 0.0  # the check batches (jail sessions) that checked it
     batch_clock_s: float = 0.0  # the whole batch of answers this one was part of (throughput)
 
     @property
@@ -150,7 +150,7 @@ class Generate:
 
 @dataclass
 class Execute:
-    """Answers to run on plain-data calls in the sandbox; the driver answers with one
+    """Answers to run on plain-data calls in the jail; the driver answers with one
     `Execution` per job, in order."""
 
     jobs: list["Job"]
@@ -172,11 +172,11 @@ class Strategy(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
 
-    def __init__(self, tiers: Tiers, options: "RouterSection", sandbox: "Sandbox | None" = None) -> None:
+    def __init__(self, tiers: Tiers, options: "RouterSection", judge: "Judge | None" = None) -> None:
         self.tiers = tiers
         self.options = options
-        self.sandbox = sandbox
-        self._own_sandbox: "Sandbox | None" = None
+        self.judge = judge
+        self._own_judge: "Judge | None" = None
 
     @abstractmethod
     def plan(self, request: GenerationRequest, entry_point: str | None = None) -> Plan:
@@ -193,23 +193,24 @@ class Strategy(ABC):
 
         points = list(entry_points) if entry_points is not None else [None] * len(requests)
         plans = [self.plan(r, e) for r, e in zip(requests, points)]
-        return Driver(self.tiers, self.get_sandbox, check_timeout_s=self.options.cascade.example_timeout_s).run(plans)
+        return Driver(self.tiers, self.get_judge, check_timeout_s=self.options.cascade.example_timeout_s).run(plans)
 
-    def get_sandbox(self) -> "Sandbox":
-        """The sandbox for checks: the one given, else one of the strategy's own (made on first use)."""
-        if self.sandbox is not None:
-            return self.sandbox
-        if self._own_sandbox is None:
-            from routerllm.evaluation.sandbox import Sandbox
+    def get_judge(self) -> "Judge":
+        """The Judge whose jail runs the checks: the one given, else the strategy's own (made on
+        first use; refuses where the machine cannot isolate, see evaluation/judge.open_judge)."""
+        if self.judge is not None:
+            return self.judge
+        if self._own_judge is None:
+            from routerllm.evaluation.judge import Judge
 
-            self._own_sandbox = Sandbox(timeout_s=self.options.cascade.example_timeout_s, workers=1)
-        return self._own_sandbox
+            self._own_judge = Judge(timeout_s=self.options.cascade.example_timeout_s, workers=1)
+        return self._own_judge
 
     def close(self) -> None:
         """Release what the strategy itself holds (not the tiers). Idempotent."""
-        if self._own_sandbox is not None:
-            self._own_sandbox.close()
-            self._own_sandbox = None
+        if self._own_judge is not None:
+            self._own_judge.close()
+            self._own_judge = None
 
     # --- helpers shared by strategies -------------------------------------------------------
 

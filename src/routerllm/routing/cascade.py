@@ -6,7 +6,7 @@ tier before the last, draw answers until the checks decide, then keep the answer
                  ▼
     one step on tier i: answers 0, 1, ... (first `agreement` together, then `sample_batch` at a time,
     at most router.cascade.small_samples and never more than the tier has: a replayed tier has a
-    fixed number), each checked in the sandbox against the visible examples, the types of their
+    fixed number), each checked in the jail (routing/execution.py) against the visible examples, the types of their
     results, and the other passing answers on the near probes. The step ends in one state:
 
         agreed    `agreement` passing answers, none conflicting    ──► accept (stop sampling now)
@@ -83,8 +83,8 @@ class CascadeStrategy(Strategy):
     name = "cascade"
     description = "each tier answers in turn; an answer is kept once the prompt's visible examples and agreeing samples back it"
 
-    def __init__(self, tiers, options, sandbox=None, calibration=None) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(tiers, options, sandbox)
+    def __init__(self, tiers, options, judge=None, calibration=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(tiers, options, judge)
         # per task: what the router knows of each tier (routing/strength.py); default: the chain's order
         self.calibration = calibration if calibration is not None else _configured_calibration(options)
 

@@ -1,7 +1,7 @@
 """Judging answers with what the prompt gives, from plain-data results (routing/execution.py runs them).
 
     checks = task_checks(prompt, entry_point)     # visible examples + near probe inputs, as plain data
-    job = checks.job(code)                        # the calls to run (Execute it in the sandbox)
+    job = checks.job(code)                        # the calls to run (Execute it in the jail)
     result, vector = judge(checks, execution)     # CheckResult (figures) + the answer's probe results
     conflict(vector_a, vector_b)                  # two answers that cannot both be right
 

@@ -3,7 +3,7 @@
 Each plan (Strategy.plan) is a generator that yields what it needs next. The driver collects the
 needs of every plan still running and serves them in rounds:
 
-    1. every Execute (answers to check) of the round in ONE sandbox batch (parallel workers);
+    1. every Execute (answers to check) of the round in ONE check batch (parallel jail sessions);
     2. else the Generate needs of the cheapest tier in the chain that has any, as ONE backend call
        with every request for that tier (the small tier's samples for the whole batch of tasks;
        later, the large tier once, with every escalation).
@@ -14,7 +14,7 @@ A plan sees only its own results, so its decisions do not depend on the other pl
 Time is kept on a clock the driver advances by each batch it serves: a generation batch takes as
 long as its longest member (each Generation's `total_s`: measured by local and openai tiers,
 modelled by replay tiers; for a local tier's rows, which stop before their batch does, the batch's
-own time `extra["batch_total_s"]`); a sandbox batch takes its wall time. Per plan, `generation_s` and
+own time `extra["batch_total_s"]`); a check batch takes its wall time. Per plan, `generation_s` and
 `check_s` add up the batches it took part in and `queue_s` the batches it waited through, so its
 latency is its finish time on that clock. `clock_s` is the whole batch's time (throughput).
 """
@@ -31,7 +31,7 @@ from routerllm.records import Attempt
 from routerllm.routing.base import Execute, Generate, Plan, RoutedAnswer, Served, Tiers
 
 if TYPE_CHECKING:
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.judge import Judge
     from routerllm.routing.base import Need
 
 logger = logging.getLogger(__name__)
@@ -66,10 +66,10 @@ class _Running:
 class Driver:
     """Serve the needs of many plans, batched by stage (module docstring)."""
 
-    def __init__(self, tiers: Tiers, sandbox: "Callable[[], Sandbox]", *,
+    def __init__(self, tiers: Tiers, judge: "Callable[[], Judge]", *,
                  check_timeout_s: float | None = None, call_timeout_s: float | None = None) -> None:
         self.tiers = tiers
-        self.sandbox = sandbox
+        self.judge = judge
         self.check_timeout_s = check_timeout_s  # one answer's whole check (router.cascade.example_timeout_s)
         self.call_timeout_s = call_timeout_s
         self.clock_s = 0.0
@@ -116,7 +116,7 @@ class Driver:
 
         jobs = [job for r in batch for job in r.need.jobs]  # type: ignore[union-attr]
         start = time.perf_counter()
-        runs = call_many(self.sandbox(), jobs, call_timeout_s=self.call_timeout_s or CALL_TIMEOUT_S,
+        runs = call_many(self.judge(), jobs, call_timeout_s=self.call_timeout_s or CALL_TIMEOUT_S,
                          timeout_s=self.check_timeout_s) if jobs else []
         wall = time.perf_counter() - start
         self.clock_s += wall

@@ -1,49 +1,44 @@
 """The one place routing executes a candidate answer: call its function on plain-data arguments.
 
-    runs = call_many(sandbox, [Job(code, "add", [(1, 2), (0, 0)]), ...], call_timeout_s=1.0)
+    runs = call_many(judge, [Job(code, "add", [(1, 2), (0, 0)]), ...], call_timeout_s=1.0)
     runs[0].calls[0]      # CallOutcome(kind="value", value=3) | kind "error" (TypeError) | "timeout" | ...
 
 Every routing check (the prompt's visible examples, probe inputs next to them, type and shape
-checks, agreement between answers) is a list of calls of the entry point. Calls cross into the
-sandbox as plain data and results come back as plain data; what a result MEANS (does it equal the
-expected value, does it agree with another answer) is judged in this process (routing/checker.py),
-never by code that runs next to the candidate.
+checks, agreement between answers) is a list of calls of the entry point.
 
-The program sent to the sandbox (`_program`) execs the candidate in a fresh namespace (as
-`__main__`, like the hidden-test scorer runs it), then calls the entry point once per argument
-tuple with a per-call time limit, and prints one tagged-JSON line per call as it finishes, so a
-program killed half-way still reports the calls it finished. Values are encoded by `_encode`:
-exact builtin types only (a subclass of int with its own `__eq__` comes back as "opaque", so it
-cannot pass for a right answer), floats keep full precision, containers are tagged
-(`{"$": "tuple", "v": [...]}`), and a value whose encoding exceeds `MAX_VALUE_CHARS` comes back as
-a digest of its canonical form (floats to 9 significant digits), enough for equality.
-
-At the merge with the sandbox rewrite (issue 9: a jail that runs the candidate, a trusted process
-that evaluates, `call_many(code, entry_point, calls, timeout_s)`), the body of `call_many` is the
-only thing that changes; the plain-data shapes here are the ones that design passes.
-
-This is not a security boundary: code running in the same interpreter as the encoder could forge
-its output lines. The sandbox bounds what it can do to the machine; the jail/trusted-process split
-of issue 9 removes the forgery.
+Where each part runs (issue 9.1):
+* the candidate (model code) runs in a fresh jail session of the Judge (evaluation/jail.py), one per
+  answer: loaded once, then called once per argument tuple, each call bounded by `call_timeout_s`;
+* the example expressions come from the prompt (dataset or API client text, never model output).
+  They are NOT executed anywhere: evaluation/examples.py reads them on this trusted side as literals
+  (ast, no names, bounded arithmetic), so what crosses into the jail is plain data and an example
+  cannot run code on either side;
+* what a result MEANS (does it equal the expected value, does it agree with another answer) is
+  judged in this process (routing/checker.py) on values decoded from plain data (evaluation/wire.py:
+  exact builtin types only). An always-equal object, an int subclass, a generator come back as
+  "opaque" with their type name; a patched builtin or a tracer in the jail never reaches the
+  comparison; nothing the program prints is read. So the cascade's accept-or-escalate verdict cannot
+  be forged by the model's code, and `serve`'s reason (checker.py) carries figures and builtin type
+  names, never program output.
+A value whose canonical encoding exceeds `MAX_VALUE_CHARS` is kept as a digest (floats to 9
+significant digits), enough for equality between answers.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.jail import CallResult
+    from routerllm.evaluation.judge import Judge
 
-MARKER = "ROUTERLLM_CALL"
-# Characters of one encoded result sent back as a value; a longer one comes back as a digest.
-# 16 KiB of stdout is kept per program (evaluation/_sandbox_worker.py CAPTURE_BYTES): ~50 calls
-# of 300 characters fit, and a right answer to a HumanEval-sized call is a few dozen characters.
+# Characters of one result's canonical encoding kept as a value; a longer one is kept as a digest
+# (a right answer to a HumanEval-sized call is a few dozen characters; records stay small).
 MAX_VALUE_CHARS = 300
 # Per-call time limit, s: a right answer to a HumanEval task takes microseconds to milliseconds.
 CALL_TIMEOUT_S = 1.0
@@ -57,7 +52,7 @@ Kind = Literal["value", "error", "timeout", "opaque", "lost"]
 
 
 # --------------------------------------------------------------------------------------------------
-# the plain-data codec (its source is also embedded in the program sent to the sandbox)
+# canonical encoding of plain values (fingerprints and digests, on this side only)
 # --------------------------------------------------------------------------------------------------
 
 def _encode(value, canonical=False, budget=None, depth=0):  # type: ignore[no-untyped-def]
@@ -106,45 +101,6 @@ def _digest(value):  # type: ignore[no-untyped-def]
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def _decode(obj):  # type: ignore[no-untyped-def]
-    """Tagged JSON (from `_encode`) -> the Python value; opaque values stay an `Opaque`."""
-    if isinstance(obj, list):
-        return [_decode(v) for v in obj]
-    if not isinstance(obj, dict):
-        return obj
-    tag, v = obj.get("$"), obj.get("v")
-    if tag == "tuple":
-        return tuple(_decode(x) for x in v)
-    if tag == "dict":
-        out = {}
-        for k, x in v:
-            key = _decode(k)
-            try:
-                out[key] = _decode(x)
-            except TypeError:  # an unhashable key (a list) cannot be rebuilt: opaque
-                return Opaque("dict")
-        return out
-    if tag in ("set", "frozenset"):
-        try:
-            items = {_decode(x) for x in v}
-        except TypeError:
-            return Opaque(tag)
-        return items if tag == "set" else frozenset(items)
-    if tag == "int":
-        return int(v)
-    if tag == "float":
-        return float(v)
-    return Opaque(str(obj.get("type", "?")))
-
-
-@dataclass(frozen=True)
-class Opaque:
-    """A result that is not plain builtin data (an instance of the candidate's own class, a
-    generator, a subclass of a builtin type): never equal to an expected value."""
-
-    type_name: str
-
-
 # --------------------------------------------------------------------------------------------------
 # results
 # --------------------------------------------------------------------------------------------------
@@ -183,7 +139,7 @@ class Execution:
 
     calls: list[CallOutcome]
     load_error: str | None = None
-    status: str = "passed"  # the sandbox verdict of the whole program ("timed out", ...)
+    status: str = "passed"  # how the whole run went: "passed" (ran), "timed out", "failed" (died), "error"
     duration_s: float = 0.0
 
     @property
@@ -199,145 +155,66 @@ class Job:
 
 
 # --------------------------------------------------------------------------------------------------
-# the program and its run
+# the run: one jail session per answer
 # --------------------------------------------------------------------------------------------------
 
-_RUNNER = r'''
-import json as __rl_json, os as __rl_os, signal as __rl_signal, sys as __rl_sys, hashlib as __rl_hashlib
+def _outcome(result: "CallResult") -> CallOutcome:
+    """A call's plain result (decoded on this side) as a CallOutcome."""
+    if result.ok:
+        try:
+            text = json.dumps(_encode(result.value))
+        except (OverflowError, RecursionError, ValueError):
+            text = None
+        if text is None or len(text) > MAX_VALUE_CHARS:
+            return CallOutcome("value", digest=_digest(result.value), detail=type(result.value).__name__)
+        return CallOutcome("value", value=result.value)
+    error = result.error or "error"
+    if error.startswith("timeout"):
+        return CallOutcome("timeout")
+    if error.startswith("not plain data: "):
+        what = error[len("not plain data: "):]
+        return CallOutcome("opaque", detail=what if what.isidentifier() else "too large")
+    return CallOutcome("error", detail=error.split(":")[0][:60])
 
-MAX_NODES = {max_nodes!r}
-MAX_DEPTH = {max_depth!r}
-SIG_DIGITS = {sig_digits!r}
-json = __rl_json
-hashlib = __rl_hashlib
-{codec}
 
-def __rl_main():
-    out_fd = __rl_os.dup(1)
-    devnull = __rl_os.open(__rl_os.devnull, __rl_os.O_WRONLY)
-    __rl_os.dup2(devnull, 1)  # the candidate's own prints go nowhere
-
-    def emit(record):
-        __rl_os.write(out_fd, ({marker!r} + " " + __rl_json.dumps(record) + "\n").encode())
-
-    namespace = {{"__name__": "__main__", "__builtins__": __builtins__}}
+def _run(judge: "Judge", job: Job, call_timeout_s: float, timeout_s: float | None) -> Execution:
+    start = time.monotonic()
+    calls: list[CallOutcome] = []
+    status, load_error = "passed", None
     try:
-        exec(compile({code!r}, "<candidate>", "exec"), namespace)
-    except BaseException as exc:
-        emit({{"load": type(exc).__name__}})
-        return
-    fn = namespace.get({entry_point!r})
-    if not callable(fn):
-        emit({{"load": "entry point not defined"}})
-        return
-    emit({{"load": None}})
-
-    class Slow(BaseException):
-        pass
-
-    def alarm(*_):
-        raise Slow()
-
-    __rl_signal.signal(__rl_signal.SIGALRM, alarm)
-    for index, args in enumerate(__rl_json.loads({calls!r})):
-        args = _decode_args(args)
-        record = {{"i": index}}
-        __rl_signal.setitimer(__rl_signal.ITIMER_REAL, {call_timeout_s!r})
-        try:
-            value = fn(*args)
-            __rl_signal.setitimer(__rl_signal.ITIMER_REAL, 0)
-            try:
-                text = __rl_json.dumps(_encode(value))
-                if len(text) > {max_value_chars!r}:
-                    raise OverflowError("value too large to send")
-                record["v"] = text
-            except (OverflowError, RecursionError, ValueError):
-                record["d"] = _digest(value)
-                record["type"] = type(value).__name__
-        except Slow:
-            record["t"] = 1
-        except BaseException as exc:
-            __rl_signal.setitimer(__rl_signal.ITIMER_REAL, 0)
-            record["e"] = type(exc).__name__
-        emit(record)
-
-
-class Opaque:
-    def __init__(self, type_name):
-        self.type_name = type_name
-
-
-def _decode_args(obj):
-    return tuple(_decode(a) for a in obj)
-
-
-__rl_main()
-'''
-
-
-@functools.lru_cache(maxsize=1)
-def _codec_source() -> str:
-    """The codec, embedded in the program: one definition serves both sides."""
-    return "\n\n".join(inspect.getsource(f) for f in (_encode, _digest, _decode))
-
-
-def _program(job: Job, call_timeout_s: float) -> str:
-    codec = _codec_source()
-    calls = json.dumps([[_encode(a) for a in args] for args in job.calls])
-    return _RUNNER.format(
-        codec=codec, code=job.code, entry_point=job.entry_point, calls=calls, marker=MARKER,
-        call_timeout_s=float(call_timeout_s), max_value_chars=MAX_VALUE_CHARS, max_nodes=MAX_NODES,
-        max_depth=MAX_DEPTH, sig_digits=SIG_DIGITS,
-    )
-
-
-def _parse(stdout: str, job: Job, status: str, duration_s: float) -> Execution:
-    outcomes: list[CallOutcome | None] = [None] * len(job.calls)
-    load_error: str | None = "no report (the program died before loading the candidate)"
-    for line in stdout.splitlines():
-        if not line.startswith(MARKER + " "):
-            continue
-        try:
-            record = json.loads(line[len(MARKER) + 1:])
-        except json.JSONDecodeError:
-            continue  # a line cut by the capture limit
-        if not isinstance(record, dict):
-            continue
-        if "load" in record:
-            load_error = record["load"] if record["load"] is None or isinstance(record["load"], str) else "?"
-            continue
-        index = record.get("i")
-        if not isinstance(index, int) or not 0 <= index < len(outcomes):
-            continue
-        if "v" in record:
-            try:
-                value = _decode(json.loads(record["v"]))
-            except (json.JSONDecodeError, TypeError, ValueError, RecursionError):
-                outcomes[index] = CallOutcome("opaque", detail="undecodable")
-                continue
-            if isinstance(value, Opaque):
-                outcomes[index] = CallOutcome("opaque", detail=value.type_name)
+        with judge.jail.session(job.code, timeout_s=timeout_s) as session:
+            if not session.load.ok:
+                error = session.load.error or "error"
+                status = "timed out" if error.startswith("timeout") else "failed"
+                load_error = "timeout" if error.startswith("timeout") else error.split(":")[0][:60]
+            elif not session.defines(job.entry_point):
+                load_error = "entry point not defined"
             else:
-                outcomes[index] = CallOutcome("value", value=value)
-        elif "d" in record:
-            outcomes[index] = CallOutcome("value", digest=str(record["d"]), detail=str(record.get("type", "")))
-        elif "t" in record:
-            outcomes[index] = CallOutcome("timeout")
-        else:
-            outcomes[index] = CallOutcome("error", detail=str(record.get("e", "?"))[:60])
-    calls = [o if o is not None else CallOutcome("lost", detail=status) for o in outcomes]
-    return Execution(calls=calls, load_error=load_error, status=status, duration_s=duration_s)
+                for args in job.calls:
+                    result = session.call(job.entry_point, tuple(args), timeout_s=call_timeout_s)
+                    ended = session.ended
+                    if ended is not None and not ended.startswith("timeout:"):
+                        # this side ended the session (the program's limit, its death, a forged
+                        # reply): the call in flight and the rest were never answered
+                        status = "timed out" if ended.startswith("timeout") else "failed"
+                        break
+                    calls.append(_outcome(result))
+                    if ended is not None:  # a call that defeated its own timer: nothing more runs
+                        status = "timed out"
+                        break
+    except Exception as exc:  # noqa: BLE001 - the jail could not start: no call was answered
+        status, load_error = "error", f"jail failure ({type(exc).__name__})"
+    calls += [CallOutcome("lost", detail=status)] * (len(job.calls) - len(calls))
+    return Execution(calls=calls, load_error=load_error, status=status, duration_s=time.monotonic() - start)
 
 
-def call_many(sandbox: "Sandbox", jobs: list[Job], *, call_timeout_s: float = CALL_TIMEOUT_S,
+def call_many(judge: "Judge", jobs: list[Job], *, call_timeout_s: float = CALL_TIMEOUT_S,
               timeout_s: float | None = None) -> list[Execution]:
-    """Run each job (one answer, its calls) in the sandbox, in parallel on its workers; results
-    in order. `timeout_s` bounds a whole program (default: the sandbox's own limit)."""
+    """Run each job (one answer, its calls) in a jail session of `judge`, in parallel on its
+    workers; results in order. `timeout_s` bounds a whole answer (default: the judge's own limit)."""
     if not jobs:
         return []
-    programs = [_program(job, call_timeout_s) for job in jobs]
-    verdicts = sandbox.run_many(programs, timeout_s=timeout_s)
-    return [_parse(v.stdout, job, v.status, v.duration_s) for job, v in zip(jobs, verdicts)]
+    return judge.map(lambda job: _run(judge, job, call_timeout_s, timeout_s), list(jobs))
 
 
 def is_close(got: Any, want: Any, rel_tol: float = 1e-6, abs_tol: float = 1e-6) -> bool:

@@ -14,7 +14,7 @@ from routerllm.routing.small import SmallStrategy
 
 if TYPE_CHECKING:
     from routerllm.config import RouterSection
-    from routerllm.evaluation.sandbox import Sandbox
+    from routerllm.evaluation.judge import Judge
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
@@ -39,14 +39,14 @@ def strategy_names() -> list[str]:
 
 
 def build_strategy(
-    name: str, tiers: Tiers, options: "RouterSection", sandbox: "Sandbox | None" = None, **kwargs: Any
+    name: str, tiers: Tiers, options: "RouterSection", judge: "Judge | None" = None, **kwargs: Any
 ) -> Strategy:
     """Make the strategy registered under `name` (`kwargs` go to its class: the cascade takes
     `calibration=`); unknown names raise RoutingError listing them."""
     cls = STRATEGIES.get(name)
     if cls is None:
         raise RoutingError(f"unknown routing strategy {name!r}", fix=unknown_strategy_fix(name))
-    return cls(tiers, options, sandbox=sandbox, **kwargs)
+    return cls(tiers, options, judge=judge, **kwargs)
 
 
 REMOVED = {

@@ -11,7 +11,7 @@ Evidence, from a calibration run over calibration tasks (never the task being ro
 * `visible_pass_rate`: the share of tasks (with visible examples) whose first answer passes all of
   them. Needs no hidden test: a label-free strength.
 * `accuracy`: the share of tasks whose first answer passes the hidden tests (a labelled
-  calibration split: recorded verdicts, or answers scored in the sandbox).
+  calibration split: recorded verdicts, or answers scored by the Judge).
 * `states[state] = [tasks, right]`: after the tier's cascade step, how often the answer it would
   return in that state is right (labelled).
 * `after[state][later] = [tasks, right]`: on the tasks where this tier ended in `state`, how often

@@ -7,7 +7,7 @@
         otherwise                                         -> 503 large_tier_unavailable
     another tier timed out (or the request, between tiers) -> 504
     another tier failed                                   -> 503 backend_error
-    the strategy or the sandbox could not run             -> 503 routing_failed
+    the strategy or the jail could not run                -> 503 routing_failed
     anything that is not a BackendError                   -> propagates: a bug, answered 500
 
 What the client reads (`fallback_reason`, error messages) says which tier failed and how, from
@@ -65,7 +65,7 @@ class FallbackPolicy:
         if isinstance(exc, BackendRejected):
             raise rejected(exc) from None
         if isinstance(exc, RouterLLMError) and not isinstance(exc, BackendError):
-            # not a tier: the strategy or the sandbox could not run (the log has the message and fix)
+            # not a tier: the strategy or the jail could not run (the log has the message and fix)
             logger.error("request failed: %s", exc)
             raise ApiError(503, "The request could not be routed; the server log says why.",
                            "service_unavailable_error", code="routing_failed") from None

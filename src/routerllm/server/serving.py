@@ -59,7 +59,7 @@ class Service:
         self.strategies: dict[str, Strategy] = {}
         self.default_strategy = config.router.strategy
         self.known_models: list[str] = []
-        self.sandbox: Any = None
+        self.judge: Any = None
         self.ready = False
         self.started = time.time()
 
@@ -87,24 +87,24 @@ class Service:
             configs=dict(self.tiers.configs),
         )
         names = list(dict.fromkeys([*self.config.router.strategies, self.default_strategy]))
-        # the cascade checks small answers against the prompt's visible examples in the sandbox
-        sandbox = self.sandbox = self._sandbox() if "cascade" in names else None
+        # the cascade checks small answers against the prompt's visible examples in the jail
+        judge = self.judge = self._judge() if "cascade" in names else None
         for name in names:
             try:
-                self.strategies[name] = build_strategy(name, tiers, self.config.router, sandbox=sandbox)
+                self.strategies[name] = build_strategy(name, tiers, self.config.router, judge=judge)
             except RouterLLMError as exc:
                 if name == self.default_strategy:
                     raise
                 logger.warning("strategy %s is not served: %s", name, exc)
 
-    def _sandbox(self) -> Any:
-        """The one place the server makes its sandbox pool. One worker per generation thread
+    def _judge(self) -> Any:
+        """The one place the server makes its Judge (jail pool). One worker per generation thread
         (server.max_concurrency): every request that is generating can check its answer at once,
         so slow checks (a program that runs to cascade.example_timeout_s) never queue others."""
-        from routerllm.evaluation.sandbox import open_sandbox
+        from routerllm.evaluation.judge import open_judge
 
-        return open_sandbox(self.config.benchmark, timeout_s=self.config.router.cascade.example_timeout_s,
-                            workers=self.server.max_concurrency)
+        return open_judge(self.config.benchmark, timeout_s=self.config.router.cascade.example_timeout_s,
+                          workers=self.server.max_concurrency)
 
     def close(self) -> None:
         self.queue.close()
@@ -114,11 +114,11 @@ class Service:
                 strategy.close()
             except Exception as exc:  # noqa: BLE001 - closing must not hide other errors
                 logger.debug("closing strategy %s: %s", strategy.name, exc)
-        if self.sandbox is not None:
+        if self.judge is not None:
             try:
-                self.sandbox.close()
+                self.judge.close()
             except Exception as exc:  # noqa: BLE001
-                logger.debug("closing the sandbox: %s", exc)
+                logger.debug("closing the judge: %s", exc)
 
     # --- models ------------------------------------------------------------------------------------
 
