@@ -84,3 +84,32 @@ def test_split_by_share_adds_up_to_the_batch():
     assert [p["batch_share"] for p in split_by_share(batch, [0, 0])] == [0.5, 0.5]
     assert split_by_share(None, [1, 2]) == [None, None] and split_by_share({}, [3]) == [None]
     assert split_by_share(batch, []) == []
+
+
+def test_a_repeated_task_name_is_measured_every_time_without_codecarbon_errors(tmp_path, monkeypatch):
+    """The tier cache measures "<tier>:batch of 8" again and again; codecarbon 3.3.2 renames a
+    repeated name internally and its stop then left the new task active (an error per task at
+    stop(), energy reported as zero)."""
+    import logging
+
+    monkeypatch.chdir(tmp_path)
+    tracker = CarbonTracker("FRA", output_dir=None, measure_power_secs=0.5).start()
+    assert tracker.active, tracker.error
+    measured, errors = [], []
+
+    class Keep(logging.Handler):  # codecarbon's logger does not propagate to the root (caplog)
+        def emit(self, record):
+            errors.append(record.getMessage())
+
+    keep = Keep(level=logging.ERROR)
+    logging.getLogger("codecarbon").addHandler(keep)
+    try:
+        for _ in range(3):
+            with tracker.task("tier:batch of 8") as m:
+                _burn(0.6)
+            measured.append(m)
+        tracker.stop()
+    finally:
+        logging.getLogger("codecarbon").removeHandler(keep)
+    assert all(m["energy_kwh"] > 0 for m in measured), measured
+    assert not errors, errors

@@ -29,6 +29,7 @@ e.g. the jail workers), so other jobs on a shared machine are not charged to the
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from pathlib import Path
 from typing import Any, Iterator
@@ -57,6 +58,7 @@ class CarbonTracker:
         project_name: str = "routerllm",
     ) -> None:
         self.country_iso_code = country_iso_code
+        self._task_numbers = itertools.count(1)  # codecarbon task names are made unique (see task())
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.enabled = enabled
         self.tracking_mode = tracking_mode
@@ -160,6 +162,11 @@ class CarbonTracker:
         if self._tracker is None:
             yield result
             return
+        # Workaround for codecarbon 3.3.2: start_task renames a task whose name was used before
+        # (name + "_" + uuid) but stop_task(name) then stops the OLD entry, so the new one stays
+        # "active" and tracker.stop() logs an error per such task and reports it as zero. Every
+        # measured block gets a name of its own.
+        name = f"{name} #{next(self._task_numbers)}"
         started = False
         try:
             self._tracker.start_task(name)
