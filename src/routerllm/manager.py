@@ -297,6 +297,18 @@ def _device_key(device: Any) -> str:
 # --- the manager ---------------------------------------------------------------------------------
 
 
+def _collect_garbage() -> None:
+    """Free unreachable tensors and hand CUDA's cached blocks back (after an unload or an OOM)."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
 class LargeModelManager:
     """Plan, load, generate with, measure and unload one model described by a `ModelConfig`.
 
@@ -717,14 +729,7 @@ class LargeModelManager:
         """After an out-of-memory error on a batch of `rows`: free what the failed step held and
         lower this tier's batch size to half of it, for the rest of the run."""
         exc.__traceback__ = None  # the traceback's frames hold the failed step's tensors
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        _collect_garbage()
         release_free_heap()
         self._batch_size = max(1, rows // 2)
         self.batch_size_reason = f"halved after running out of memory at {rows} rows"
@@ -854,14 +859,7 @@ class LargeModelManager:
             return
         self.model = None
         self.tokenizer = None
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        _collect_garbage()
         self._cleanup_offload()
         logger.info("unloaded %s", self.config.name)
 
