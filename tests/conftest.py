@@ -158,3 +158,13 @@ def write_tiny_gguf(llama_dir: Path, out: Path) -> Path:
 def tiny_gguf(tiny_llama, tmp_path_factory) -> Path:
     """A GGUF file of the tiny Llama (converted by transformers' own GGUF reader when resolved)."""
     return write_tiny_gguf(tiny_llama, tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf")
+
+
+@pytest.fixture(scope="session")
+def code_judge():
+    """One Judge for the suites that score real HumanEval programs (fails, not skips, where no jail
+    can start: the verdicts are what those tests check)."""
+    from routerllm.evaluation.judge import Judge
+
+    with Judge(timeout_s=10, workers=2) as judge:
+        yield judge

@@ -11,7 +11,6 @@ import pytest
 from routerllm.evaluation import humaneval
 from routerllm.evaluation.humaneval import NUM_TASKS, Task, load_tasks, normalize_task_id
 from routerllm.evaluation.programs import build
-from routerllm.evaluation.judge import Judge
 from routerllm.exceptions import RunError
 
 
@@ -55,12 +54,6 @@ def test_offline_decided_by_environment(monkeypatch):
         assert humaneval.data_source().endswith("HumanEval.jsonl.gz")
     finally:
         humaneval.hub_reachable.cache_clear()
-
-
-@pytest.fixture(scope="module")
-def code_judge():
-    with Judge(timeout_s=10, workers=2) as judge:
-        yield judge
 
 
 def test_canonical_solutions_pass(code_judge):

@@ -14,20 +14,9 @@ import pytest
 from routerllm.config import BenchmarkSection
 from routerllm.evaluation.judge import Judge, JudgeVerdict, open_judge
 from routerllm.evaluation.programs import Program
-from routerllm.exceptions import SandboxUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_NAME, SECRET_VALUE = "ROUTERLLM_TEST_SECRET", "s3cr3t-value-7f2a"
-
-
-@pytest.fixture(scope="module")
-def judge():
-    try:
-        j = Judge(workers=2, timeout_s=5)
-    except SandboxUnavailable as exc:
-        pytest.skip(f"no jail on this machine: {exc}")
-    with j:
-        yield j
 
 
 def program(solution: str, test: str, entry_point: str = "f") -> Program:

@@ -7,19 +7,6 @@ import pytest
 
 from routerllm.evaluation.humaneval import load_tasks
 from routerllm.evaluation.programs import build
-from routerllm.exceptions import SandboxUnavailable
-
-
-@pytest.fixture(scope="module")
-def judge():
-    from routerllm.evaluation.judge import Judge
-
-    try:
-        j = Judge(workers=2, timeout_s=5)
-    except SandboxUnavailable as exc:
-        pytest.skip(f"no jail on this machine: {exc}")
-    with j:
-        yield j
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from routerllm.config import ModelConfig
 from routerllm.evaluation.humaneval import load_tasks
 from routerllm.evaluation.programs import build
 from routerllm.evaluation.prompting import (STOP_SEQUENCES, build_request, chat_to_program,
                                             extract_code, mode_for, postprocess, prompt_preamble,
                                             truncate_continuation)
-from routerllm.evaluation.judge import Judge
-
-
-@pytest.fixture(scope="module")
-def code_judge():
-    with Judge(timeout_s=10, workers=2) as judge:
-        yield judge
 
 
 def test_requests_per_mode():

@@ -1,5 +1,5 @@
 """Fixtures for routing tests: replay tiers over the real recorded generations in
-data/humaneval-generations (in the repository), a shared code_judge, HumanEval tasks."""
+data/humaneval-generations (in the repository), HumanEval tasks (code_judge: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from routerllm.config import config_from_dict
 from routerllm.evaluation.humaneval import load_tasks
-from routerllm.evaluation.judge import Judge
 from routerllm.routing import build_tiers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,12 +37,6 @@ def replay_config(small: str = "Mistral-7B-Instruct-v0.1", large: str = "gpt-4-0
 @pytest.fixture(scope="session")
 def tasks():
     return {t.task_id: t for t in load_tasks()}
-
-
-@pytest.fixture(scope="session")
-def code_judge():
-    with Judge(timeout_s=10, workers=2) as judge:
-        yield judge
 
 
 @pytest.fixture
