@@ -46,8 +46,7 @@ DISK_BUDGET = "20GB"
 def _tier(name: str):
     from routerllm.config import load_config
 
-    config = load_config(ROOT / "configs" / "local_config.yaml")
-    return config, config.models.tier(name)
+    return load_config(ROOT / "configs" / "local_config.yaml").models.tier(name)
 
 
 def budget_for(tier, resident_layers: int, batch: int, offload: Path) -> tuple[int, object]:
@@ -96,7 +95,9 @@ def part_one(args, tier, offload: Path) -> dict:
     from routerllm.planning import speed
 
     budget, _ = budget_for(tier, args.resident_layers, 16, offload)
-    common = {"max_memory": {"cpu": budget, "disk": 20 << 30}, "offload_folder": str(offload),
+    from routerllm.units import parse_size
+
+    common = {"max_memory": {"cpu": budget, "disk": parse_size(DISK_BUDGET)}, "offload_folder": str(offload),
               "context_length": CONTEXT, "max_new_tokens": args.new_tokens, "stop": []}
     manager = LargeModelManager(tier.model_copy(update={**common, "batch_size": 16}))
     # what `batch_size: auto` gives a user under the same budget (the planner may trade layers to
@@ -194,7 +195,7 @@ def main() -> None:
     parser.add_argument("--skip-e2e", action="store_true")
     args = parser.parse_args()
 
-    config, tier = _tier(args.tier)
+    tier = _tier(args.tier)
     work = Path(tempfile.mkdtemp(prefix="bench-offload-", dir=os.environ.get("ROUTERLLM_BENCH_DIR") or None))
     try:
         one = part_one(args, tier, work / "offload")

@@ -61,7 +61,7 @@ def base_tier(model_id: str | None, work: Path):
 
             name = large.model_id.removeprefix("pypi://")
             _locate_parts(name, builtin_sources()[name])  # raises when the PyPI parts are not installed
-            return large.model_copy(update={"cpu_quantization": "none", "dtype": "bfloat16", "chat": large.chat})
+            return large.model_copy(update={"cpu_quantization": "none", "dtype": "bfloat16"})
         except Exception as exc:  # noqa: BLE001 - any reason the parts are not here
             print(f"embedded large tier unavailable here ({type(exc).__name__}: {exc}); using a random 1.1B Llama")
             model_id = str(random_llama(work / "random-llama-1b"))
