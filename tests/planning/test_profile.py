@@ -43,3 +43,16 @@ def test_a_measurement_on_a_busy_machine_is_not_cached(fresh, monkeypatch):
     assert profile.linear_seconds(SHAPE, 4, "float32") > 0
     assert _stored(fresh) == []  # used by this process only: a quieter plan measures again
     assert cache.enabled()
+
+
+def test_first_touch_of_fresh_pages_is_measured_and_cached(fresh, monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    profile._FIRST_TOUCH.clear()
+    per_byte = profile.first_touch_seconds_per_byte()
+    # a page fault costs between 0.02 us and 1 ms per 4 KiB page on any host this runs on
+    assert 0.02e-6 / 4096 < per_byte < 1e-3 / 4096
+    stored = sorted((fresh / "planning" / "cpu_first_touch").glob("*.json"))
+    assert len(stored) == 1
+    profile._FIRST_TOUCH.clear()
+    assert profile.first_touch_seconds_per_byte() == per_byte  # read back, not measured again
+    profile._FIRST_TOUCH.clear()

@@ -87,3 +87,30 @@ def test_auto_batch_is_bounded_by_the_memory_left_for_kv():
     auto = auto_batch_size(p, context_length=4096, max_new_tokens=512)
     assert 1 <= auto <= n
     assert auto_batch_size(p, context_length=4096 * 8, max_new_tokens=512) < auto
+
+
+def test_the_logits_of_a_large_vocabulary_cost_every_step_in_proportion_to_the_batch():
+    # Gemma 3 270M on a CPU: 16 rows x 262,144 tokens x (2 B bf16 + 4 B fp32 copy) = 25 MB a step
+    p = plan(get_spec("gemma3_270m"), get_profile("cpu-laptop"), PlanOptions(dtype="bfloat16"))
+    hw = p.hardware
+    preds = {b: predict(p, b, prompt_tokens=160, new_tokens=64) for b in (1, 4, 16)}
+    vocab = int(p.model["vocab_size"])
+    assert vocab == 262144
+    expected = 2 * 16 * vocab * 6 / hw["cpu_ram_bps"]  # written and read once (a named CPU: no fault term)
+    assert preds[16].terms_s["logits"] == pytest.approx(expected)
+    assert preds[16].terms_s["logits"] == pytest.approx(16 * preds[1].terms_s["logits"])
+    assert preds[1].terms_s["logits"] < preds[4].terms_s["logits"] < preds[16].terms_s["logits"]
+    assert preds[16].step_s > preds[4].step_s > preds[1].step_s
+    # the step is the sum of its terms' parts: the logits add, they do not overlap the matmuls
+    without = preds[16].step_s - preds[16].terms_s["logits"]
+    assert without == pytest.approx(preds[16].terms_s["framework"] + max(preds[16].terms_s["memory cpu"],
+                                                                           preds[16].terms_s["compute cpu"]))
+
+
+def test_gpu_logits_are_read_at_hbm_bandwidth_without_faults():
+    p = plan(get_spec("llama3_70b"), get_profile("2xH100-80GB"), PlanOptions(quantization="nf4"))
+    pred = predict(p, 64, prompt_tokens=160, new_tokens=64)
+    vocab = int(p.model["vocab_size"])
+    bw = next(g["bandwidth_bps"] for g in p.hardware["gpus"] if g["index"] == 0)
+    assert pred.terms_s["logits"] == pytest.approx(2 * 64 * vocab * 6 / bw)
+    assert pred.terms_s["logits"] < 0.05 * pred.step_s  # negligible next to 35 GB of weights

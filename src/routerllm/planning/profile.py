@@ -95,3 +95,47 @@ def linear_seconds(shapes: dict[str, int], rows: int, dtype: str = "bfloat16") -
             _MEMO[memo_key] = float(value)
         total += count * _MEMO[memo_key] * (rows / measured_rows)
     return total
+
+
+# Fresh memory: a buffer the allocator has just mapped costs a page fault (and the kernel zeroing
+# the page) at its first write. generate() allocates its per-step logits anew (glibc serves
+# blocks of megabytes from fresh mmap()s or re-faults pages it trimmed), so on a CPU the logits of
+# a large vocabulary cost their first-touch time at every step. Measured here (Firecracker VM, AMD
+# EPYC, kernel 6.18): ~3.9 us per 4 KiB page, ~1 GB/s; bare metal is several times faster, hence
+# measured per host and cached like the linears.
+FIRST_TOUCH_BYTES = 16 << 20  # one mapping of 16 MiB: the fp32 logits of 16 rows of a 262k vocabulary
+FIRST_TOUCH_TRIES = 5  # best of: noise only slows a try down
+
+_FIRST_TOUCH: dict[str, float] = {}
+
+
+def _measure_first_touch() -> float:
+    import mmap
+
+    import torch
+
+    page = mmap.PAGESIZE
+    best = float("inf")
+    for _ in range(FIRST_TOUCH_TRIES):
+        m = mmap.mmap(-1, FIRST_TOUCH_BYTES)  # anonymous, private: every page faults at its first write
+        view = torch.frombuffer(m, dtype=torch.uint8)
+        t0 = time.perf_counter()
+        view[::page].fill_(1)
+        best = min(best, time.perf_counter() - t0)
+        del view
+        m.close()
+    return best / FIRST_TOUCH_BYTES
+
+
+def first_touch_seconds_per_byte() -> float:
+    """Seconds per byte to fault in freshly mapped memory on this host (page fault + zeroing)."""
+    env = _cpu_name()
+    if env not in _FIRST_TOUCH:
+        key = cache.key_of("cpu_first_touch", env, platform.release(), FIRST_TOUCH_BYTES)
+        value = cache.load("cpu_first_touch", key)
+        if not isinstance(value, (int, float)) or value <= 0:
+            value = _measure_first_touch()
+            if _quiet_enough(1):
+                cache.store("cpu_first_touch", key, value)
+        _FIRST_TOUCH[env] = float(value)
+    return _FIRST_TOUCH[env]

@@ -113,6 +113,9 @@ def _link(hardware: Hardware) -> float:
 #     not overlap this with compute (no prefetch), so it adds (DESIGN: accelerate facts).
 #   + framework time: accelerate's AlignDevicesHook per offloaded tensor (read from the offload
 #     folder, set_module_tensor_to_device, back to meta) and the per-layer Python of a forward.
+#   + the logits of the batch (B x vocab, model dtype + generate()'s fp32 copy): written and read
+#     at the execution device's memory bandwidth, and on a detected CPU faulted in as fresh pages
+#     at the measured first-touch rate (planning.profile); large for a 262k vocabulary.
 #
 # FLOP/s: GPUs at their datasheet dense bf16 tensor peak; a detected CPU from a measured profile of
 # its matmuls at the model's shapes and the batch's M (planning.profile); a named CPU profile at its
@@ -208,6 +211,34 @@ HOOK_SECONDS_PER_OFFLOADED_TENSOR = 60e-6  # AlignDevicesHook: weights_map read 
 LAYER_SECONDS = 150e-6  # one decoder layer's Python and kernel launches beyond its matmuls
 STEP_SECONDS = 2e-3  # generate(): logits processors, stopping criteria, cache update per step
 
+# The logits of every step: the lm_head writes batch x vocab at the model's dtype, and generate()
+# copies them to fp32 (transformers 5.24 GenerationMixin._sample: `outputs.logits[:, -1]
+# .to(copy=True, dtype=torch.float32)`) before the processors and argmax/sampling read them.
+# A batch-proportional cost that is not a weight matmul: 16 rows of Gemma 3's 262,144 tokens are
+# 24 MiB per step. Measured on the dev machine (torch.profiler, Gemma 3 270M bf16, batch 16): the
+# fp32 copy takes 30 ms a step against 0.3 ms on reused memory, because the buffers are freshly
+# mapped at every step and fault in at ~1 GB/s (planning.profile.first_touch_seconds_per_byte).
+LOGITS_FP32_BYTES = 4
+
+
+def _logits_seconds(plan: Any, e: Any, batch: int, hw: dict[str, Any]) -> float:
+    """Seconds one step spends on the logits of `batch` rows on execution device `e`, beyond the
+    lm_head matmul: written and read back once at the memory bandwidth and, on a detected CPU,
+    faulted in as fresh pages (GPUs: the caching allocator reuses its blocks, no faults)."""
+    vocab = int(plan.model.get("vocab_size") or 0)
+    if not vocab:
+        return 0.0
+    act_b = memory.dtype_bytes(plan.options.get("dtype", "bfloat16"))
+    nbytes = batch * vocab * (act_b + LOGITS_FP32_BYTES)
+    if not isinstance(e, str):
+        return 2.0 * nbytes / float(_hw_gpu(hw, e)["bandwidth_bps"])
+    t = 2.0 * nbytes / float(hw["cpu_ram_bps"])
+    if hw.get("detected"):
+        from routerllm.planning import profile
+
+        t += nbytes * profile.first_touch_seconds_per_byte()
+    return t
+
 
 def predict(plan: Any, batch_size: int, *, prompt_tokens: int, new_tokens: int) -> Prediction:
     """The throughput ceiling of one `generate()` of `batch_size` rows under `plan` (see above)."""
@@ -263,10 +294,12 @@ def predict(plan: Any, batch_size: int, *, prompt_tokens: int, new_tokens: int) 
     framework = (hook_tensors * HOOK_SECONDS_PER_OFFLOADED_TENSOR
                  + int(plan.model["num_layers"]) * LAYER_SECONDS + STEP_SECONDS)
     terms["framework"] = framework
-    step = step_devices + streamed + framework
+    logits = _logits_seconds(plan, main, batch_size, hw)
+    terms["logits"] = logits
+    step = step_devices + streamed + framework + logits
 
     # prefill: one forward of batch x prompt tokens
-    prefill = streamed + framework
+    prefill = streamed + framework + logits  # logits_to_keep=1: one row of logits per sequence
     if prompt_tokens:
         rows = batch_size * prompt_tokens
         lm_head = int(plan.model.get("lm_head_params") or 0)
